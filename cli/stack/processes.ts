@@ -1,0 +1,185 @@
+/**
+ * Starting and stopping the local stack's servers (Azurite, Debian's docker-registry). Every
+ * server listens on 127.0.0.1 only, is started directly (never through npx or a shell, so the
+ * pid we hold is the server's) and is stopped again by `stop()`.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { createServer, connect } from 'node:net';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { CcpipeError } from '../../shared/errors.js';
+
+export const LOOPBACK = '127.0.0.1';
+
+export interface ManagedProcess {
+  readonly name: string;
+  readonly pid: number;
+  /** Resolves once the process has exited; SIGTERM first, SIGKILL after `graceMs`. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** A port that was free a moment ago on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, LOOPBACK, () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export async function waitForPort(port: number, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await canConnect(port)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new CcpipeError('UPSTREAM', `nothing listens on ${LOOPBACK}:${port} after ${timeoutMs} ms`);
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: LOOPBACK, port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+export function startProcess(
+  name: string,
+  command: string,
+  args: string[],
+  logFile: string,
+): ManagedProcess {
+  mkdirSync(dirname(logFile), { recursive: true });
+  const log = createWriteStream(logFile, { flags: 'a' });
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout?.pipe(log);
+  child.stderr?.pipe(log);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.once('error', () => undefined);
+
+  return {
+    name,
+    pid: child.pid ?? -1,
+    stop: (graceMs = 5_000) => stopChild(child, exited, graceMs),
+  };
+}
+
+async function stopChild(child: ChildProcess, exited: Promise<void>, graceMs: number) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+export interface AzuriteEndpoints {
+  blobPort: number;
+  queuePort: number;
+  /** Connection string for the well-known development account on 127.0.0.1. */
+  connectionString: string;
+}
+
+// The public, documented development-storage account key that every Azurite instance uses.
+const DEV_ACCOUNT = 'devstoreaccount1';
+const DEV_KEY =
+  'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
+
+export function azuriteConnectionString(blobPort: number, queuePort: number): string {
+  return [
+    'DefaultEndpointsProtocol=http',
+    `AccountName=${DEV_ACCOUNT}`,
+    `AccountKey=${DEV_KEY}`,
+    `BlobEndpoint=http://${LOOPBACK}:${blobPort}/${DEV_ACCOUNT}`,
+    `QueueEndpoint=http://${LOOPBACK}:${queuePort}/${DEV_ACCOUNT}`,
+  ].join(';');
+}
+
+/** Azurite from node_modules, in memory, telemetry off, blob and queue on 127.0.0.1. */
+export async function startAzurite(
+  logDir: string,
+  ports?: { blob: number; queue: number },
+): Promise<ManagedProcess & AzuriteEndpoints> {
+  const blobPort = ports?.blob ?? (await freePort());
+  const queuePort = ports?.queue ?? (await freePort());
+  const require = createRequire(import.meta.url);
+  const entry = join(dirname(require.resolve('azurite/package.json')), 'dist/src/azurite.js');
+  const args = [
+    entry, '--silent', '--disableTelemetry', '--skipApiVersionCheck', '--inMemoryPersistence',
+    '--blobHost', LOOPBACK, '--blobPort', String(blobPort),
+    '--queueHost', LOOPBACK, '--queuePort', String(queuePort),
+    '--tableHost', LOOPBACK, '--tablePort', String(await freePort()),
+  ];
+  const proc = startProcess('azurite', process.execPath, args, join(logDir, 'azurite.log'));
+  await Promise.all([waitForPort(blobPort), waitForPort(queuePort)]);
+
+  const connectionString = azuriteConnectionString(blobPort, queuePort);
+  return { ...proc, blobPort, queuePort, connectionString };
+}
+
+export interface RegistryOptions {
+  dataDir: string;
+  port?: number;
+  /** Where the registry POSTs its notification envelopes, with this bearer token. */
+  notifications?: { url: string; token: string };
+  /** htpasswd file (bcrypt) for basic auth, realm `ccpipe`. */
+  htpasswdPath?: string;
+  /** Token auth: the registry trusts JWTs signed by this certificate bundle. */
+  token?: { realm: string; service: string; issuer: string; rootCertBundle: string };
+}
+
+/** Debian's docker-registry with a loopback-only configuration of our own. */
+export async function startRegistry(
+  options: RegistryOptions,
+): Promise<ManagedProcess & { port: number; host: string }> {
+  const port = options.port ?? (await freePort());
+  const configPath = join(options.dataDir, 'config.yml');
+  mkdirSync(options.dataDir, { recursive: true });
+  await writeFile(configPath, registryConfig(options, port), { mode: 0o600 });
+
+  const logFile = join(options.dataDir, 'registry.log');
+  const proc = startProcess('docker-registry', 'docker-registry', ['serve', configPath], logFile);
+  await waitForPort(port);
+  return { ...proc, port, host: `${LOOPBACK}:${port}` };
+}
+
+function registryConfig(options: RegistryOptions, port: number): string {
+  const lines = [
+    'version: 0.1',
+    'log: { level: warn }',
+    `storage: { filesystem: { rootdirectory: ${JSON.stringify(join(options.dataDir, 'data'))} },`,
+    '  delete: { enabled: true }, cache: { blobdescriptor: inmemory } }',
+    `http: { addr: "${LOOPBACK}:${port}", secret: local-only }`,
+  ];
+  if (options.htpasswdPath) {
+    lines.push(`auth: { htpasswd: { realm: ccpipe, path: ${JSON.stringify(options.htpasswdPath)} } }`);
+  }
+  if (options.token) {
+    const t = options.token;
+    lines.push(
+      `auth: { token: { realm: ${JSON.stringify(t.realm)}, service: ${JSON.stringify(t.service)},`,
+      `  issuer: ${JSON.stringify(t.issuer)}, rootcertbundle: ${JSON.stringify(t.rootCertBundle)} } }`,
+    );
+  }
+  if (options.notifications) {
+    const n = options.notifications;
+    lines.push(
+      'notifications:',
+      '  events: { includereferences: true }',
+      '  endpoints:',
+      `    - { name: ccpipe, url: ${JSON.stringify(n.url)},`,
+      `        headers: { Authorization: [${JSON.stringify('Bearer ' + n.token)}] },`,
+      '        timeout: 5s, threshold: 5, backoff: 1s }',
+    );
+  }
+  return lines.join('\n') + '\n';
+}
