@@ -16,6 +16,8 @@ export const LOOPBACK = '127.0.0.1';
 export interface ManagedProcess {
   readonly name: string;
   readonly pid: number;
+  /** Why the process is gone (spawn error or exit), or `undefined` while it runs. */
+  failure(): string | undefined;
   /** Resolves once the process has exited; SIGTERM first, SIGKILL after `graceMs`. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -33,10 +35,18 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function waitForPort(port: number, timeoutMs = 15_000): Promise<void> {
+export async function waitForPort(
+  port: number,
+  timeoutMs = 15_000,
+  process?: ManagedProcess,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await canConnect(port)) return;
+    if (process?.failure()) {
+      throw new CcpipeError('UPSTREAM', `${process.name} stopped before listening on port ${port}: ` +
+        process.failure());
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new CcpipeError('UPSTREAM', `nothing listens on ${LOOPBACK}:${port} after ${timeoutMs} ms`);
@@ -64,17 +74,21 @@ export function startProcess(
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout?.pipe(log);
   child.stderr?.pipe(log);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.once('error', () => undefined);
+  let failure: string | undefined;
+  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  child.once('exit', (code, signal) => (failure ??= `exited (${signal ?? code}); see ${logFile}`));
+  child.once('error', (err) => (failure = `could not start ${command}: ${err.message}`));
 
   return {
     name,
     pid: child.pid ?? -1,
+    failure: () => failure,
     stop: (graceMs = 5_000) => stopChild(child, exited, graceMs),
   };
 }
 
 async function stopChild(child: ChildProcess, exited: Promise<void>, graceMs: number) {
+  if (child.pid === undefined) return;
   if (child.exitCode !== null || child.signalCode !== null) return;
   child.kill('SIGTERM');
   const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
@@ -120,7 +134,7 @@ export async function startAzurite(
     '--tableHost', LOOPBACK, '--tablePort', String(await freePort()),
   ];
   const proc = startProcess('azurite', process.execPath, args, join(logDir, 'azurite.log'));
-  await Promise.all([waitForPort(blobPort), waitForPort(queuePort)]);
+  await Promise.all([waitForPort(blobPort, 15_000, proc), waitForPort(queuePort, 15_000, proc)]);
 
   const connectionString = azuriteConnectionString(blobPort, queuePort);
   return { ...proc, blobPort, queuePort, connectionString };
@@ -148,7 +162,7 @@ export async function startRegistry(
 
   const logFile = join(options.dataDir, 'registry.log');
   const proc = startProcess('docker-registry', 'docker-registry', ['serve', configPath], logFile);
-  await waitForPort(port);
+  await waitForPort(port, 15_000, proc);
   return { ...proc, port, host: `${LOOPBACK}:${port}` };
 }
 

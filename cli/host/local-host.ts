@@ -1,0 +1,239 @@
+/**
+ * The local host: serves every function of the registration table the way the Azure Functions
+ * host would, on one machine. HTTP functions answer under `/api/<route>`, Event Grid functions
+ * at `/runtime/webhooks/eventgrid?functionName=<name>`, and queue functions consume Azurite
+ * queues with the storage-queue trigger's semantics (see `functions/delivery.ts`).
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { deliver } from '../../functions/delivery.js';
+import type {
+  EventGridFunctionSpec,
+  FunctionSpec,
+  HttpFunctionSpec,
+  HttpOutput,
+  QueueFunctionSpec,
+} from '../../functions/spec.js';
+import { QueueBus, decodeQueueText } from '../../shared/adapters/local/queue-bus.js';
+import { checkWebhookSecret } from '../../shared/ingest/index.js';
+import { describeError } from '../../shared/errors.js';
+import type { Logger } from '../../shared/log.js';
+import type { Services } from '../../shared/pipeline/services.js';
+
+const MAX_BODY_BYTES = 1024 * 1024;
+
+export interface LocalHostOptions {
+  functions: readonly FunctionSpec[];
+  services: Services;
+  bus: QueueBus;
+  log: Logger;
+  host: string;
+  port: number;
+  /** How long an idle queue poller sleeps at most, in ms (default 1000). */
+  maxPollIntervalMs?: number;
+  /** Seconds before a failed message is seen again; default 2^deliveries, at most 30. */
+  retryDelaySeconds?: (dequeueCount: number) => number;
+}
+
+export interface LocalHost {
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+export async function startLocalHost(options: LocalHostOptions): Promise<LocalHost> {
+  const server = createServer((req, res) => {
+    route(options, req, res).catch((err: unknown) => {
+      options.log.error('request failed', { url: req.url, error: describeError(err) });
+      send(res, { status: 500, jsonBody: { error: 'internal error' } });
+    });
+  });
+  await listen(server, options.host, options.port);
+  const { port } = server.address() as AddressInfo;
+
+  const pollers = options.functions
+    .filter((f): f is QueueFunctionSpec => f.kind === 'queue')
+    .map((spec) => startPoller(spec, options));
+
+  return {
+    url: `http://${options.host}:${port}`,
+    async stop() {
+      await Promise.all(pollers.map((p) => p.stop()));
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+    },
+  };
+}
+
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+}
+
+async function route(options: LocalHostOptions, req: IncomingMessage, res: ServerResponse) {
+  const url = new URL(req.url ?? '/', 'http://local');
+  const method = req.method ?? 'GET';
+
+  if (url.pathname === '/runtime/webhooks/eventgrid') {
+    const spec = options.functions.find(
+      (f): f is EventGridFunctionSpec => f.kind === 'eventgrid' && f.name === url.searchParams.get('functionName'),
+    );
+    if (!spec) return send(res, { status: 404, jsonBody: { error: 'no such function' } });
+    return send(res, await serveEventGrid(options, spec, req));
+  }
+
+  const spec = options.functions.find(
+    (f): f is HttpFunctionSpec => f.kind === 'http' && url.pathname === `/api/${f.route}`,
+  );
+  if (!spec) return send(res, { status: 404, jsonBody: { error: `no function at ${url.pathname}` } });
+  if (!spec.methods.includes(method as 'GET')) {
+    return send(res, { status: 405, headers: { Allow: spec.methods.join(', ') } });
+  }
+
+  const body = await readBody(req);
+  if (body === undefined) return send(res, { status: 413, jsonBody: { error: 'body too large' } });
+
+  const invocationId = randomUUID();
+  const log = options.log.child({ invocationId, function: spec.name });
+  const output = await spec.handler(
+    { method, url: url.toString(), headers: headersOf(req), text: async () => body },
+    { invocationId, log },
+  );
+  send(res, output);
+}
+
+/** Local stand-in for the host's Event Grid endpoint; authenticated by the webhook secret. */
+async function serveEventGrid(
+  options: LocalHostOptions,
+  spec: EventGridFunctionSpec,
+  req: IncomingMessage,
+): Promise<HttpOutput> {
+  const headers: Record<string, string> = {};
+  headersOf(req).forEach((value, name) => (headers[name] = value));
+  if (!checkWebhookSecret(headers, options.services.config.webhookSecret)) {
+    return { status: 401, jsonBody: { error: 'missing or wrong webhook secret' } };
+  }
+
+  const body = await readBody(req);
+  if (body === undefined) return { status: 413, jsonBody: { error: 'body too large' } };
+  let events: unknown;
+  try {
+    events = JSON.parse(body);
+  } catch {
+    return { status: 400, jsonBody: { error: 'body is not JSON' } };
+  }
+  if (!Array.isArray(events)) return { status: 400, jsonBody: { error: 'expected an array' } };
+
+  for (const event of events) {
+    const invocationId = randomUUID();
+    const log = options.log.child({ invocationId, function: spec.name });
+    await spec.handler(event, { invocationId, log });
+  }
+  return { status: 202 };
+}
+
+function headersOf(req: IncomingMessage): Headers {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (typeof value === 'string') headers.set(name, value);
+    else if (Array.isArray(value)) headers.set(name, value.join(', '));
+  }
+  return headers;
+}
+
+async function readBody(req: IncomingMessage): Promise<string | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) return undefined;
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function send(res: ServerResponse, output: HttpOutput): void {
+  if (res.headersSent) return;
+  const headers: Record<string, string> = { ...(output.headers ?? {}) };
+  let body = '';
+  if (output.jsonBody !== undefined) {
+    headers['content-type'] = 'application/json';
+    body = JSON.stringify(output.jsonBody);
+  }
+  res.writeHead(output.status, headers);
+  res.end(body);
+}
+
+interface Poller {
+  stop(): Promise<void>;
+}
+
+function defaultRetryDelay(dequeueCount: number): number {
+  return Math.min(2 ** dequeueCount, 30);
+}
+
+/** Seconds a message stays invisible while a handler works on it. */
+const VISIBILITY_TIMEOUT_S = 300;
+
+function startPoller(spec: QueueFunctionSpec, options: LocalHostOptions): Poller {
+  const maxInterval = options.maxPollIntervalMs ?? 1000;
+  let stopped = false;
+  let wake: (() => void) | undefined;
+
+  const loop = async (): Promise<void> => {
+    let interval = 50;
+    while (!stopped) {
+      const handled = await pollOnce(spec, options).catch((err: unknown) => {
+        options.log.warn('queue poll failed', { queue: spec.queue, error: describeError(err) });
+        return 0;
+      });
+      interval = handled > 0 ? 50 : Math.min(interval * 2, maxInterval);
+      if (handled === 0) {
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          setTimeout(resolve, interval);
+        });
+      }
+    }
+  };
+  const running = loop();
+
+  return {
+    async stop() {
+      stopped = true;
+      wake?.();
+      await running;
+    },
+  };
+}
+
+async function pollOnce(spec: QueueFunctionSpec, options: LocalHostOptions): Promise<number> {
+  const queue = await options.bus.queue(spec.queue);
+  const { receivedMessageItems: items } = await queue.receiveMessages({
+    numberOfMessages: 4,
+    visibilityTimeout: VISIBILITY_TIMEOUT_S,
+  });
+
+  await Promise.all(items.map(async (item) => {
+    const body = decodeQueueText(item.messageText);
+    const invocationId = randomUUID();
+    const log = options.log.child({ invocationId, function: spec.name, messageId: item.messageId });
+    const context = { invocationId, log, messageId: item.messageId, deliveryCount: item.dequeueCount };
+    const state = { dequeueCount: item.dequeueCount, maxDequeueCount: options.services.config.maxDequeueCount };
+
+    const outcome = await deliver(spec, body, context, state);
+    if (outcome.kind === 'retry') {
+      const backoff = (options.retryDelaySeconds ?? defaultRetryDelay)(item.dequeueCount);
+      await queue.updateMessage(item.messageId, item.popReceipt, undefined, backoff);
+      return;
+    }
+    if (outcome.kind === 'poison') {
+      await options.bus.deadLetter(spec.queue, body, outcome.reason);
+      log.error('message moved to the poison queue', { queue: spec.queue, reason: outcome.reason });
+    }
+    await queue.deleteMessage(item.messageId, item.popReceipt);
+  }));
+  return items.length;
+}

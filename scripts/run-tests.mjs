@@ -1,0 +1,28 @@
+#!/usr/bin/env node
+// Runs the vitest suite and ends with one line `N passed, N failed`, read from vitest's JSON
+// report. Exits non-zero when any test fails or none ran. Extra arguments go to vitest.
+// The Node binary running this script also runs vitest (so CI can test on Node 20 and 22).
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+
+const report = join(process.cwd(), '.vitest.json');
+rmSync(report, { force: true });
+
+const vitest = join(process.cwd(), 'node_modules', 'vitest', 'vitest.mjs');
+const args = [vitest, 'run', '--reporter=default', '--reporter=json', `--outputFile=${report}`];
+const result = spawnSync(process.execPath, [...args, ...process.argv.slice(2)], {
+  stdio: 'inherit',
+});
+
+if (!existsSync(report)) {
+  console.log('0 passed, 1 failed');
+  console.error(`vitest wrote no report (exit ${result.status ?? result.signal})`);
+  process.exit(1);
+}
+
+const summary = JSON.parse(readFileSync(report, 'utf8'));
+const passed = summary.numPassedTests ?? 0;
+const failed = (summary.numFailedTests ?? 0) + (summary.numFailedTestSuites ?? 0);
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed > 0 || passed === 0 || result.status !== 0 ? 1 : 0);

@@ -1,0 +1,49 @@
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { KubernetesObject } from '../../deploy/yaml.js';
+import { toYaml } from '../../deploy/yaml.js';
+
+/** The cluster port: where rendered Kubernetes objects go. */
+export interface Cluster {
+  apply(input: ApplyInput): Promise<ApplyResult>;
+}
+
+export interface ApplyInput {
+  namespace: string;
+  application: string;
+  runId: string;
+  objects: KubernetesObject[];
+}
+
+export interface ApplyResult {
+  /** Where the objects went: a file path locally, a cluster URL in Azure. */
+  location: string;
+  objects: string[];
+}
+
+/**
+ * The local cluster: writes the objects as one YAML file per run under
+ * `<dir>/<namespace>/<application>/<runId>.yaml`, atomically (write then rename), so
+ * applying the same run twice leaves one identical file.
+ */
+export class LocalCluster implements Cluster {
+  constructor(private readonly dir: string) {}
+
+  async apply(input: ApplyInput): Promise<ApplyResult> {
+    const folder = join(this.dir, safe(input.namespace), safe(input.application));
+    await mkdir(folder, { recursive: true });
+
+    const path = join(folder, `${input.runId}.yaml`);
+    const temp = `${path}.${process.pid}.tmp`;
+    await writeFile(temp, toYaml(input.objects));
+    await rename(temp, path);
+
+    const objects = input.objects.map((o) => `${o.kind}/${o.metadata?.name ?? ''}`);
+    return { location: path, objects };
+  }
+}
+
+/** A path segment from a name: `team/web` becomes `team_web`; nothing can climb out. */
+function safe(name: string): string {
+  return name.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_');
+}

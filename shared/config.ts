@@ -1,0 +1,122 @@
+/**
+ * Every setting ccpipe reads, validated once at start-up, each with its default. Nothing else
+ * in the code reads `process.env`. The README's configuration table lists the same settings.
+ */
+import { CcpipeError } from './errors.js';
+
+export interface Config {
+  /** Folder for local state: keys, deployments, logs. `CCPIPE_DATA_DIR`, default `.data`. */
+  dataDir: string;
+  /** Blob and Queue storage (Azurite locally). `CCPIPE_STORAGE_CONNECTION_STRING`. */
+  storageConnectionString: string;
+  /** Shared secret every webhook call must carry. `CCPIPE_WEBHOOK_SECRET` (required). */
+  webhookSecret: string;
+  /** Registries ccpipe may contact, `host[:port]` comma-separated. `CCPIPE_REGISTRY_ALLOWLIST`. */
+  registryAllowlist: string[];
+  /** Registries spoken to over plain HTTP (loopback only). `CCPIPE_PLAIN_HTTP_REGISTRIES`. */
+  plainHttpRegistries: string[];
+  /** `CCPIPE_REGISTRY_USERNAME` / `CCPIPE_REGISTRY_PASSWORD`: basic credentials, all registries. */
+  registryCredentials?: { username: string; password: string };
+  /** Confidential target. `CCPIPE_TARGET`, default `aci`. */
+  target: 'aci';
+  /** Output repository = source repository + suffix. `CCPIPE_OUTPUT_SUFFIX`, default `-cc`. */
+  outputSuffix: string;
+  /** Tag suffix of the encrypted image. `CCPIPE_ENCRYPTED_TAG_SUFFIX`, default `-encrypted`. */
+  encryptedTagSuffix: string;
+  /** Part of every run id: bump it to re-run images under new settings. `CCPIPE_CONFIG_VERSION`. */
+  configVersion: string;
+  /** Azure Attestation endpoint named in release policies. `CCPIPE_MAA_ENDPOINT`. */
+  maaEndpoint: string;
+  /** Kubernetes namespace of deployments. `CCPIPE_NAMESPACE`, default `ccpipe-apps`. */
+  namespace: string;
+  /** Local host listen address. `CCPIPE_HOST` (127.0.0.1) and `CCPIPE_PORT` (7071). */
+  host: string;
+  port: number;
+  /** Deliveries before a message moves to `<queue>-poison`. `CCPIPE_MAX_DEQUEUE_COUNT`, 5. */
+  maxDequeueCount: number;
+  /** Layers processed at once per image. `CCPIPE_LAYER_CONCURRENCY`, default 2. */
+  layerConcurrency: number;
+  /** Origins allowed by the CloudEvents handshake. `CCPIPE_CLOUDEVENTS_ORIGINS`, default none. */
+  cloudEventsOrigins: string[];
+}
+
+type Env = Record<string, string | undefined>;
+
+export const AZURITE_CONNECTION_STRING = [
+  'DefaultEndpointsProtocol=http',
+  'AccountName=devstoreaccount1',
+  // The well-known, public development-storage key that every Azurite instance accepts.
+  'AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==',
+  'BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1',
+  'QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1',
+].join(';');
+
+export function loadConfig(env: Env = process.env): Config {
+  const username = env.CCPIPE_REGISTRY_USERNAME;
+  const password = env.CCPIPE_REGISTRY_PASSWORD;
+
+  return {
+    dataDir: env.CCPIPE_DATA_DIR ?? '.data',
+    storageConnectionString: env.CCPIPE_STORAGE_CONNECTION_STRING ?? AZURITE_CONNECTION_STRING,
+    webhookSecret: required(env, 'CCPIPE_WEBHOOK_SECRET'),
+    registryAllowlist: list(env.CCPIPE_REGISTRY_ALLOWLIST ?? '127.0.0.1:5000,localhost:5000'),
+    plainHttpRegistries: plainHttp(env.CCPIPE_PLAIN_HTTP_REGISTRIES),
+    registryCredentials: username && password ? { username, password } : undefined,
+    target: target(env.CCPIPE_TARGET ?? 'aci'),
+    outputSuffix: nonEmpty('CCPIPE_OUTPUT_SUFFIX', env.CCPIPE_OUTPUT_SUFFIX ?? '-cc'),
+    encryptedTagSuffix: env.CCPIPE_ENCRYPTED_TAG_SUFFIX ?? '-encrypted',
+    configVersion: env.CCPIPE_CONFIG_VERSION ?? '1',
+    maaEndpoint: env.CCPIPE_MAA_ENDPOINT ?? 'https://sharedeus2.eus2.attest.azure.net',
+    namespace: env.CCPIPE_NAMESPACE ?? 'ccpipe-apps',
+    host: env.CCPIPE_HOST ?? '127.0.0.1',
+    port: integer(env, 'CCPIPE_PORT', 7071, 0, 65535),
+    maxDequeueCount: integer(env, 'CCPIPE_MAX_DEQUEUE_COUNT', 5, 1, 100),
+    layerConcurrency: integer(env, 'CCPIPE_LAYER_CONCURRENCY', 2, 1, 16),
+    cloudEventsOrigins: list(env.CCPIPE_CLOUDEVENTS_ORIGINS ?? ''),
+  };
+}
+
+function required(env: Env, name: string): string {
+  const value = env[name];
+  if (!value) throw configError(name, 'is required');
+  return value;
+}
+
+function nonEmpty(name: string, value: string): string {
+  if (!value.trim()) throw configError(name, 'must not be empty');
+  return value;
+}
+
+function list(value: string): string[] {
+  return value.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+}
+
+function plainHttp(value: string | undefined): string[] {
+  const hosts = list(value ?? '127.0.0.1:5000,localhost:5000');
+  for (const host of hosts) {
+    if (!/^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/.test(host)) {
+      throw configError('CCPIPE_PLAIN_HTTP_REGISTRIES', `allows loopback hosts only, got "${host}"`);
+    }
+  }
+  return hosts;
+}
+
+function target(value: string): 'aci' {
+  if (value !== 'aci') throw configError('CCPIPE_TARGET', `"${value}" is not a known target (aci)`);
+  return value;
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw configError(name, `must be an integer from ${min} to ${max}, got "${raw}"`);
+  }
+  return value;
+}
+
+function configError(name: string, problem: string): CcpipeError {
+  return new CcpipeError('INVALID_INPUT', `setting ${name} ${problem}`);
+}

@@ -1,0 +1,150 @@
+/**
+ * Convert: resolve the pushed image (an index to its linux/amd64 image), write the converted
+ * image for the target to the output repository, and compute its measurement.
+ *
+ * The converted image keeps the original layers byte for byte (mounted across repositories
+ * when the registry allows it, streamed otherwise); only the config changes, labelled with the
+ * source digest and target. Its manifest is pushed last, after every blob it names is present.
+ */
+import { createGunzip } from 'node:zlib';
+import { PassThrough, type Readable } from 'node:stream';
+import { QUEUES, type StageMessage } from '../contracts/index.js';
+import { CcpipeError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Descriptor, ImageManifest } from '../oci/manifest.js';
+import * as MT from '../oci/media-types.js';
+import { ImageReference } from '../oci/reference.js';
+import type { RegistryClient } from '../oci/registry-client.js';
+import type { RunOutputs, RunRecord } from '../runs/run-record.js';
+import { getTarget } from '../targets/index.js';
+import type { Services } from './services.js';
+import type { StageDefinition } from './stage-runner.js';
+import { outputReference, sourceReference } from './references.js';
+import { savePolicy } from './artefacts.js';
+
+export function convertStage(services: Services): StageDefinition {
+  return {
+    work: (run, log) => convertImage(services, run, log),
+    next: (run): { queue: typeof QUEUES.encrypt; body: StageMessage } => ({
+      queue: QUEUES.encrypt,
+      body: { version: 1, type: 'ccpipe.encrypt', runId: run.runId, source: run.source },
+    }),
+  };
+}
+
+async function convertImage(services: Services, run: RunRecord, log: Logger): Promise<RunOutputs> {
+  const { registry, config } = services;
+  const target = getTarget(run.target);
+  const src = sourceReference(run.source);
+  const image = await registry.resolveImage(src);
+  log.info('source image resolved', { digest: image.manifestDigest, layers: image.manifest.layers.length });
+
+  const dst = outputReference(run.source, config.outputSuffix);
+  await copyLayers(registry, src, dst, image.manifest.layers, log);
+
+  const newConfig = target.convertConfig(image.config, run.source.digest);
+  const configBytes = Buffer.from(JSON.stringify(newConfig));
+  const configDesc = await registry.pushBlob(dst, configBytes);
+
+  const manifest = convertedManifest(image.manifest, configDesc, run);
+  const manifestBytes = Buffer.from(JSON.stringify(manifest));
+  const digest = await registry.putManifest(dst, manifestBytes, MT.OCI_MANIFEST);
+  const pinned = dst.withDigest(digest);
+  log.info('converted image pushed', { reference: dst.toString(), digest });
+
+  const measurement = await target.measure({
+    image: pinned.toString(),
+    config: newConfig,
+    layers: image.manifest.layers.map((layer, index) => ({
+      diffId: diffIdAt(newConfig, index, src),
+      open: () => openLayerTar(registry, dst, layer),
+    })),
+    concurrency: config.layerConcurrency,
+  });
+  const policyDigest = await savePolicy(services, measurement.policyText);
+  log.info('measurement computed', { measurement: measurement.value, policyDigest });
+
+  return {
+    converted: { reference: dst.toString(), digest, configDigest: configDesc.digest },
+    measurement: {
+      kind: measurement.kind,
+      value: measurement.value,
+      layerHashes: measurement.layerHashes,
+      policyDigest,
+    },
+  };
+}
+
+/** Makes every layer blob present in the output repository: mount first, stream if refused. */
+async function copyLayers(
+  registry: RegistryClient,
+  src: ImageReference,
+  dst: ImageReference,
+  layers: Descriptor[],
+  log: Logger,
+): Promise<void> {
+  for (const layer of layers) {
+    if (await registry.hasBlob(dst, layer.digest)) continue;
+    if (src.registry === dst.registry && await registry.mountBlob(dst, layer.digest, src.repository)) {
+      continue;
+    }
+
+    log.debug('streaming layer into the output repository', { digest: layer.digest });
+    const blob = await registry.openBlob(src, layer);
+    await registry.pushBlobStream(dst, blob, { digest: layer.digest, size: layer.size });
+  }
+}
+
+const OCI_LAYER_OF: Record<string, string> = {
+  [MT.DOCKER_LAYER_TAR_GZIP]: MT.OCI_LAYER_TAR_GZIP,
+  [MT.DOCKER_LAYER_TAR]: MT.OCI_LAYER_TAR,
+};
+
+/** An OCI image manifest naming the new config and the original layers (OCI media types). */
+function convertedManifest(source: ImageManifest, config: Descriptor, run: RunRecord): ImageManifest {
+  const layers = source.layers.map((layer) => ({
+    ...layer,
+    mediaType: OCI_LAYER_OF[layer.mediaType] ?? layer.mediaType,
+  }));
+  return {
+    schemaVersion: 2,
+    mediaType: MT.OCI_MANIFEST,
+    config: { mediaType: MT.OCI_CONFIG, digest: config.digest, size: config.size },
+    layers,
+    annotations: {
+      ...(source.annotations ?? {}),
+      'dev.ccpipe.source.digest': run.source.digest,
+      'dev.ccpipe.target': run.target,
+      'dev.ccpipe.run-id': run.runId,
+    },
+  };
+}
+
+function diffIdAt(config: { rootfs?: { diff_ids?: string[] } }, index: number, ref: ImageReference) {
+  const diffId = config.rootfs?.diff_ids?.[index];
+  if (!diffId) {
+    throw new CcpipeError('INVALID_INPUT', `config of ${ref} lists no rootfs.diff_ids[${index}]`);
+  }
+  return diffId;
+}
+
+/** The uncompressed tar of a layer, streamed from the registry (gunzipped on the fly). */
+async function openLayerTar(
+  registry: RegistryClient,
+  ref: ImageReference,
+  layer: Descriptor,
+): Promise<Readable> {
+  const blob = await registry.openBlob(ref, layer);
+  if (layer.mediaType.endsWith('+zstd')) {
+    throw new CcpipeError('UNSUPPORTED', `layer ${layer.digest} of ${ref} is zstd-compressed`);
+  }
+  if (!isGzip(layer.mediaType)) return blob.pipe(new PassThrough());
+
+  const gunzip = createGunzip();
+  blob.once('error', (err) => gunzip.destroy(err));
+  return blob.pipe(gunzip);
+}
+
+function isGzip(mediaType: string): boolean {
+  return mediaType.endsWith('+gzip') || mediaType.endsWith('.tar.gzip');
+}

@@ -1,0 +1,190 @@
+/**
+ * Ingest: authenticate a registry webhook call, parse its events, refuse registries outside the
+ * allowlist (before any request is made to them), and start one run per pushed image. The run id
+ * is derived from the image, so the same push delivered twice starts one run.
+ */
+import { QUEUES, type SourceImage, type StageMessage } from '../contracts/index.js';
+import { CcpipeError, isCcpipeError } from '../errors.js';
+import {
+  abuseProtectionResponse,
+  checkWebhookSecret,
+  isAllowedRegistry,
+  parseRegistryEvents,
+  type RegistryEvent,
+} from '../ingest/index.js';
+import type { Logger } from '../log.js';
+import { deriveRunId } from '../runs/run-id.js';
+import { applicationOf, type RunRecord } from '../runs/run-record.js';
+import type { Services } from './services.js';
+
+export interface WebhookRequest {
+  method: string;
+  headers: Record<string, string | undefined>;
+  body: string;
+}
+
+export interface WebhookResponse {
+  status: number;
+  headers?: Record<string, string>;
+  jsonBody?: unknown;
+}
+
+export interface StartedRun {
+  runId: string;
+  reference: string;
+  duplicate: boolean;
+}
+
+export async function handleRegistryWebhook(
+  services: Services,
+  request: WebhookRequest,
+  log: Logger,
+): Promise<WebhookResponse> {
+  if (request.method === 'OPTIONS') return handshake(services, request);
+  if (!checkWebhookSecret(request.headers, services.config.webhookSecret)) {
+    log.warn('webhook call refused: missing or wrong secret');
+    return { status: 401, jsonBody: { error: 'missing or wrong webhook secret' } };
+  }
+
+  let parsed;
+  try {
+    parsed = parseRegistryEvents({
+      body: request.body,
+      contentType: request.headers['content-type'],
+      headers: request.headers,
+    }, { outputSuffix: services.config.outputSuffix });
+  } catch (err) {
+    if (!isCcpipeError(err) || err.code !== 'INVALID_INPUT') throw err;
+    log.warn('webhook body refused', { reason: err.message });
+    return { status: 400, jsonBody: { error: err.message } };
+  }
+
+  if (parsed.kind === 'eventgrid-validation') {
+    return { status: 200, jsonBody: { validationResponse: parsed.validationCode } };
+  }
+
+  const refused = refusedRegistries(services, parsed.events);
+  if (refused) {
+    log.warn('webhook refused: registry not on the allowlist', { registries: refused });
+    return { status: 403, jsonBody: { error: `registry not on the allowlist: ${refused}` } };
+  }
+
+  const runs: StartedRun[] = [];
+  for (const event of parsed.events) runs.push(await startRun(services, event, log));
+  for (const ignored of parsed.ignored) log.debug('event ignored', { ...ignored });
+  return { status: 202, jsonBody: { runs, ignored: parsed.ignored.length } };
+}
+
+/**
+ * The Event Grid trigger: the Functions host has already authenticated the delivery and
+ * answered the validation handshake; `event` is one Event Grid schema event.
+ */
+export async function handleEventGridEvent(
+  services: Services,
+  event: unknown,
+  log: Logger,
+): Promise<StartedRun[]> {
+  const parsed = parseRegistryEvents(
+    { body: JSON.stringify([event]), headers: { 'aeg-event-type': 'Notification' } },
+    { outputSuffix: services.config.outputSuffix },
+  );
+  if (parsed.kind !== 'events') return [];
+
+  const refused = refusedRegistries(services, parsed.events);
+  if (refused) throw new CcpipeError('FORBIDDEN', `registry not on the allowlist: ${refused}`);
+
+  const runs: StartedRun[] = [];
+  for (const e of parsed.events) runs.push(await startRun(services, e, log));
+  return runs;
+}
+
+/** The registries of `events` that are not on the allowlist, or `undefined` if none. */
+function refusedRegistries(services: Services, events: RegistryEvent[]): string | undefined {
+  const refused = events
+    .map((e) => e.registry)
+    .filter((host) => !isAllowedRegistry(services.config.registryAllowlist, host));
+  return refused.length > 0 ? [...new Set(refused)].join(', ') : undefined;
+}
+
+function handshake(services: Services, request: WebhookRequest): WebhookResponse {
+  const headers = abuseProtectionResponse(request.headers, services.config.cloudEventsOrigins);
+  return headers ? { status: 200, headers } : { status: 403, jsonBody: { error: 'origin not allowed' } };
+}
+
+export async function startRun(
+  services: Services,
+  event: Pick<RegistryEvent, 'registry' | 'repository' | 'digest' | 'tag'> & { eventId?: string },
+  log: Logger,
+): Promise<StartedRun> {
+  const source: SourceImage = {
+    registry: event.registry,
+    repository: event.repository,
+    digest: event.digest,
+    ...(event.tag ? { tag: event.tag } : {}),
+  };
+  const { config } = services;
+  const runId = deriveRunId(source, config.target, config.configVersion);
+  const reference = `${source.registry}/${source.repository}@${source.digest}`;
+  const runLog = log.child({ runId, stage: 'ingest', reference });
+
+  const created = await services.runs.create(newRun(runId, source, config, event.eventId));
+  if (created) {
+    await sendConvert(services, runId, source);
+    runLog.info('run started');
+    return { runId, reference, duplicate: false };
+  }
+
+  await resendIfLost(services, runId, source, runLog);
+  return { runId, reference, duplicate: true };
+}
+
+/**
+ * The run exists. If its convert message was never recorded as sent (the first delivery failed
+ * between creating the run and sending), send it now; the convert stage drops duplicates.
+ */
+async function resendIfLost(services: Services, runId: string, source: SourceImage, log: Logger) {
+  const existing = await services.runs.get(runId);
+  if (!existing) throw new CcpipeError('INTERNAL', `run ${runId} vanished after create`);
+
+  if (existing.run.convertQueuedAt) {
+    log.info('duplicate push event; run already exists', { status: existing.run.status });
+    return;
+  }
+  log.warn('run exists but its convert message was never sent; sending it now');
+  await sendConvert(services, runId, source);
+}
+
+async function sendConvert(services: Services, runId: string, source: SourceImage) {
+  const body: StageMessage = { version: 1, type: 'ccpipe.convert', runId, source };
+  const messageId = `${runId}-convert`;
+  await services.bus.send(QUEUES.convert, { messageId, correlationId: runId, body });
+
+  await services.runs.update(runId, (run) => {
+    if (run.convertQueuedAt) return undefined;
+    run.convertQueuedAt = new Date().toISOString();
+    return run;
+  });
+}
+
+function newRun(
+  runId: string,
+  source: SourceImage,
+  config: Services['config'],
+  eventId: string | undefined,
+): RunRecord {
+  const now = new Date().toISOString();
+  return {
+    version: 1,
+    runId,
+    application: applicationOf(source),
+    source,
+    target: config.target,
+    configVersion: config.configVersion,
+    status: 'accepted',
+    createdAt: now,
+    updatedAt: now,
+    eventIds: eventId ? [eventId] : [],
+    stages: {},
+    outputs: {},
+  };
+}

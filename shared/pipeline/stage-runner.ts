@@ -1,0 +1,173 @@
+/**
+ * The life of one stage of one run: load the run, claim the stage, do the work, record the
+ * outputs, hand the run on. Every step is safe to repeat: a message delivered twice, or
+ * redelivered after a crash, never produces a second result.
+ */
+import type { QueueName, PipelineMessage } from '../contracts/index.js';
+import { CcpipeError, describeError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { RunOutputs, RunRecord, StageName } from '../runs/run-record.js';
+import { STAGES } from '../runs/run-record.js';
+import type { Services } from './services.js';
+
+export interface NextMessage {
+  queue: QueueName;
+  body: PipelineMessage;
+}
+
+export interface StageDefinition {
+  /** Does the stage's work; everything it pushes or writes is content-addressed. */
+  work(run: RunRecord, log: Logger): Promise<RunOutputs>;
+  /** The message that starts the next stage, computed from the finished run. */
+  next?(run: RunRecord): NextMessage;
+}
+
+export interface StageInvocation {
+  stage: StageName;
+  runId: string;
+  /** The broker's message id: a redelivery of the same message may take over its own claim. */
+  messageId: string;
+  log: Logger;
+}
+
+export async function runStage(
+  services: Services,
+  invocation: StageInvocation,
+  definition: StageDefinition,
+): Promise<void> {
+  const { stage, runId } = invocation;
+  const log = invocation.log.child({ runId, stage });
+
+  const stored = await services.runs.get(runId);
+  if (!stored) throw new CcpipeError('NOT_FOUND', `run ${runId} has no record`);
+  if (stored.run.stages[stage]?.status === 'done') {
+    await resendIfLost(services, stored.run, stage, definition, log);
+    return;
+  }
+
+  const claimed = await claim(services, invocation);
+  if (!claimed) {
+    log.warn('stage is being worked on by another delivery; this duplicate is dropped');
+    return;
+  }
+
+  const started = Date.now();
+  let outputs: RunOutputs;
+  try {
+    outputs = await definition.work(claimed, log);
+  } catch (err) {
+    await recordFailure(services, invocation, err).catch(() => undefined);
+    throw err;
+  }
+
+  const run = await recordSuccess(services, invocation, outputs, Date.now() - started);
+  if (definition.next) await sendNext(services, runId, stage, definition.next(run));
+  log.info('stage done', { durationMs: Date.now() - started });
+}
+
+/**
+ * A duplicate of a finished stage's message. If the next stage never started, the previous
+ * worker died between recording success and sending on: send the next message now.
+ */
+async function resendIfLost(
+  services: Services,
+  run: RunRecord,
+  stage: StageName,
+  definition: StageDefinition,
+  log: Logger,
+): Promise<void> {
+  const following = STAGES[STAGES.indexOf(stage) + 1];
+  if (!definition.next || !following || run.stages[following]) {
+    log.info('stage already done; duplicate message dropped');
+    return;
+  }
+
+  log.warn('stage was done but the next stage never started; sending it again');
+  await sendNext(services, run.runId, stage, definition.next(run));
+}
+
+/** How long a claim holds before another delivery may assume its worker died. */
+const CLAIM_LEASE_MS = 10 * 60_000;
+
+async function claim(services: Services, inv: StageInvocation): Promise<RunRecord | undefined> {
+  let mine = false;
+  const run = await services.runs.update(inv.runId, (run) => {
+    const state = run.stages[inv.stage];
+    const leaseLive = state?.status === 'running' &&
+      Date.now() - Date.parse(state.startedAt) < CLAIM_LEASE_MS &&
+      state.claimedBy !== inv.messageId;
+    if (state?.status === 'done' || leaseLive) return undefined;
+
+    mine = true;
+    run.status = 'running';
+    run.stages[inv.stage] = {
+      status: 'running',
+      attempts: (state?.attempts ?? 0) + 1,
+      startedAt: new Date().toISOString(),
+      claimedBy: inv.messageId,
+    };
+    return run;
+  });
+  return mine ? run : undefined;
+}
+
+async function recordSuccess(
+  services: Services,
+  inv: StageInvocation,
+  outputs: RunOutputs,
+  durationMs: number,
+): Promise<RunRecord> {
+  return services.runs.update(inv.runId, (run) => {
+    const state = run.stages[inv.stage];
+    run.stages[inv.stage] = {
+      status: 'done',
+      attempts: state?.attempts ?? 1,
+      startedAt: state?.startedAt ?? new Date().toISOString(),
+      finishedAt: new Date().toISOString(),
+      durationMs,
+    };
+    run.outputs = { ...run.outputs, ...outputs };
+    if (inv.stage === STAGES[STAGES.length - 1]) run.status = 'succeeded';
+    delete run.error;
+    return run;
+  });
+}
+
+async function recordFailure(services: Services, inv: StageInvocation, err: unknown) {
+  await services.runs.update(inv.runId, (run) => {
+    const state = run.stages[inv.stage];
+    if (!state) return undefined;
+    run.stages[inv.stage] = { ...state, status: 'failed', error: describeError(err) };
+    return run;
+  });
+}
+
+async function sendNext(
+  services: Services,
+  runId: string,
+  stage: StageName,
+  next: NextMessage,
+): Promise<void> {
+  await services.bus.send(next.queue, {
+    messageId: `${runId}-${stage}-next`,
+    correlationId: runId,
+    body: next.body,
+  });
+}
+
+/** Marks a run failed for good: called when its message is moved to the poison queue. */
+export async function markRunFailed(
+  services: Services,
+  runId: string,
+  stage: StageName,
+  reason: string,
+): Promise<void> {
+  await services.runs.update(runId, (run) => {
+    if (run.status === 'succeeded') return undefined;
+    run.status = 'failed';
+    run.error = { stage, reason };
+    const state = run.stages[stage];
+    if (state && state.status !== 'done') run.stages[stage] = { ...state, status: 'failed' };
+    return run;
+  });
+}

@@ -1,0 +1,74 @@
+/**
+ * Entry points for the queue-triggered stages: parse the message, run the stage, and, when a
+ * message is given up on, record the run as failed with the reason.
+ */
+import { parseMessage, type MessageType } from '../contracts/index.js';
+import type { Logger } from '../log.js';
+import type { StageName } from '../runs/run-record.js';
+import { convertStage } from './convert.js';
+import { deployStage } from './deploy.js';
+import { encryptStage } from './encrypt.js';
+import { registerStage } from './register.js';
+import type { Services } from './services.js';
+import { markRunFailed, runStage } from './stage-runner.js';
+
+const MESSAGE_TYPE: Record<StageName, MessageType> = {
+  convert: 'ccpipe.convert',
+  encrypt: 'ccpipe.encrypt',
+  register: 'ccpipe.register',
+  deploy: 'ccpipe.deployment',
+};
+
+export interface Delivery {
+  body: string;
+  messageId: string;
+  log: Logger;
+}
+
+export async function handleStageMessage(
+  services: Services,
+  stage: StageName,
+  delivery: Delivery,
+): Promise<void> {
+  const message = parseMessage(delivery.body, MESSAGE_TYPE[stage]);
+  const invocation = { stage, runId: message.runId, messageId: delivery.messageId, log: delivery.log };
+
+  switch (message.type) {
+    case 'ccpipe.convert':
+      return runStage(services, invocation, convertStage(services));
+    case 'ccpipe.encrypt':
+      return runStage(services, invocation, encryptStage(services));
+    case 'ccpipe.register':
+      return runStage(services, invocation, registerStage(services));
+    case 'ccpipe.deployment':
+      return runStage(services, invocation, deployStage(services, message));
+  }
+}
+
+/** The message went to the poison queue: the run it names, if any, fails with the reason. */
+export async function handlePoisonedMessage(
+  services: Services,
+  stage: StageName,
+  body: string,
+  reason: string,
+  log: Logger,
+): Promise<void> {
+  const runId = runIdOf(body);
+  if (!runId) {
+    log.warn('poisoned message names no run', { stage, reason });
+    return;
+  }
+  await markRunFailed(services, runId, stage, reason);
+  log.error('run failed', { runId, stage, reason });
+}
+
+function runIdOf(body: string): string | undefined {
+  try {
+    const value = JSON.parse(body) as { runId?: unknown };
+    return typeof value.runId === 'string' && /^[a-f0-9]{32}$/.test(value.runId)
+      ? value.runId
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
