@@ -2,7 +2,8 @@
  * Every setting ccpipe reads, validated once at start-up, each with its default. Nothing else
  * in the code reads `process.env`. The README's configuration table lists the same settings.
  */
-import { CcpipeError } from './errors.js';
+import { CcpipeError, isCcpipeError } from './errors.js';
+import { parseAllowlist } from './ingest/allowlist.js';
 
 export interface Config {
   /** Folder for local state: keys, deployments, logs. `CCPIPE_DATA_DIR`, default `.data`. */
@@ -59,7 +60,7 @@ export function loadConfig(env: Env = process.env): Config {
     dataDir: env.CCPIPE_DATA_DIR ?? '.data',
     storageConnectionString: env.CCPIPE_STORAGE_CONNECTION_STRING ?? AZURITE_CONNECTION_STRING,
     webhookSecret: required(env, 'CCPIPE_WEBHOOK_SECRET'),
-    registryAllowlist: list(env.CCPIPE_REGISTRY_ALLOWLIST ?? '127.0.0.1:5000,localhost:5000'),
+    registryAllowlist: allowlist(env.CCPIPE_REGISTRY_ALLOWLIST ?? '127.0.0.1:5000,localhost:5000'),
     plainHttpRegistries: plainHttp(env.CCPIPE_PLAIN_HTTP_REGISTRIES),
     registryCredentials: username && password ? { username, password } : undefined,
     target: target(env.CCPIPE_TARGET ?? 'aci'),
@@ -89,6 +90,15 @@ function nonEmpty(name: string, value: string): string {
 
 function list(value: string): string[] {
   return value.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+}
+
+function allowlist(value: string): string[] {
+  try {
+    return [...parseAllowlist(value)];
+  } catch (err) {
+    const reason = isCcpipeError(err) ? err.message : String(err);
+    throw configError('CCPIPE_REGISTRY_ALLOWLIST', `is not valid: ${reason}`);
+  }
 }
 
 function plainHttp(value: string | undefined): string[] {

@@ -101,7 +101,11 @@ const OCI_LAYER_OF: Record<string, string> = {
 };
 
 /** An OCI image manifest naming the new config and the original layers (OCI media types). */
-function convertedManifest(source: ImageManifest, config: Descriptor, run: RunRecord): ImageManifest {
+function convertedManifest(
+  source: ImageManifest,
+  config: { digest: string; size: number },
+  run: RunRecord,
+): ImageManifest {
   const layers = source.layers.map((layer) => ({
     ...layer,
     mediaType: OCI_LAYER_OF[layer.mediaType] ?? layer.mediaType,

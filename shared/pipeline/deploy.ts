@@ -5,6 +5,7 @@
 import type { DeploymentMessage } from '../contracts/index.js';
 import { CcpipeError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { workloadNameFor } from '../names.js';
 import type { RunOutputs, RunRecord } from '../runs/run-record.js';
 import { getTarget } from '../targets/index.js';
 import { loadPolicy } from './artefacts.js';
@@ -25,8 +26,9 @@ async function deployRun(
   if (!measurement) throw new CcpipeError('INTERNAL', `run ${run.runId} has no measurement`);
 
   const policyText = await loadPolicy(services, measurement.policyDigest);
+  const workload = workloadNameFor(message.application);
   const objects = getTarget(message.target).render({
-    application: message.application,
+    application: workload,
     namespace: message.namespace,
     image: message.image,
     runId: message.runId,
@@ -42,7 +44,7 @@ async function deployRun(
 
   const applied = await services.cluster.apply({
     namespace: message.namespace,
-    application: message.application,
+    application: workload,
     runId: message.runId,
     objects,
   });

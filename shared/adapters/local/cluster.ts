@@ -2,6 +2,7 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { KubernetesObject } from '../../deploy/yaml.js';
 import { toYaml } from '../../deploy/yaml.js';
+import { safeName } from '../../names.js';
 
 /** The cluster port: where rendered Kubernetes objects go. */
 export interface Cluster {
@@ -43,7 +44,7 @@ export class LocalCluster implements Cluster {
   }
 }
 
-/** A path segment from a name: `team/web` becomes `team_web`; nothing can climb out. */
+/** A path segment from a name; nothing can climb out of the folder. */
 function safe(name: string): string {
-  return name.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_');
+  return safeName(name, 63);
 }

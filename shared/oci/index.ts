@@ -1,0 +1,38 @@
+/** The OCI module: digests, media types, references, manifests and the registry client. */
+export { createDigester, isDigest, parseDigest, sha256Digest, type Digester } from './digest.js';
+export * from './media-types.js';
+export {
+  DEFAULT_REGISTRY,
+  DOCKER_HUB_API_HOST,
+  ImageReference,
+  type ImageReferenceParts,
+} from './reference.js';
+export {
+  MAX_CONFIG_BYTES,
+  MAX_MANIFEST_BYTES,
+  formatPlatform,
+  parseImageConfig,
+  parseManifest,
+  selectPlatform,
+  type ContainerConfig,
+  type Descriptor,
+  type HistoryEntry,
+  type ImageConfig,
+  type ImageIndex,
+  type ImageManifest,
+  type ParsedManifest,
+  type Platform,
+  type PlatformSpec,
+} from './manifest.js';
+export {
+  RegistryClient,
+  RegistryError,
+  type BlobInfo,
+  type FetchedManifest,
+  type ManifestHead,
+  type ReferenceLike,
+  type RegistryClientOptions,
+  type RegistryCredentials,
+  type RegistryErrorOptions,
+  type ResolvedImage,
+} from './registry-client.js';

@@ -1,0 +1,111 @@
+/**
+ * Target `aci`: confidential ACI container groups run as pods on AKS virtual nodes (VN2).
+ *
+ * - measure: per-layer Merkle roots → CCE policy (Rego) → SEV-SNP hostdata = SHA-256 of the
+ *   policy text, which the utility VM's launch binds into every attestation report.
+ * - releaseClaims: a container UVM (`sevsnpvm`, `azure-compliant-uvm`, not debuggable) whose
+ *   hostdata is this measurement.
+ * - render: Namespace + Deployment placed on the virtual node, the policy as the pod
+ *   annotation `microsoft.containerinstance.virtualnode.ccepolicy`.
+ *
+ * Confidential ACI does not decrypt ocicrypt layers: the pod runs the converted image,
+ * integrity-pinned by the policy's layer roots, and the encrypted image is the confidential
+ * distribution copy. Hence `runsEncryptedImage = false`.
+ */
+import { createHash } from 'node:crypto';
+import { CcpipeError } from '../../errors.js';
+import type { ReleaseCondition } from '../../attestation/release-policy.js';
+import type { KubernetesObject } from '../../deploy/yaml.js';
+import {
+  SOURCE_DIGEST_LABEL,
+  TARGET_LABEL,
+  type ImageConfigLike,
+  type MeasureInput,
+  type Measurement,
+  type RenderInput,
+  type Target,
+} from '../target.js';
+import { DEFAULT_HASH_CONCURRENCY, hashLayers } from './layer-hash.js';
+import { buildCcePolicy } from './policy.js';
+import { renderAciObjects } from './render.js';
+
+const PINNED_IMAGE = /^[^\s@]+@sha256:[0-9a-f]{64}$/;
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+/** The confidential ACI (virtual node) target. */
+export const aciTarget: Target = {
+  name: 'aci',
+  runsEncryptedImage: false,
+  convertConfig,
+  measure,
+  releaseClaims,
+  render,
+};
+
+function convertConfig(config: ImageConfigLike, sourceDigest: string): ImageConfigLike {
+  if (!DIGEST.test(sourceDigest)) {
+    throw new CcpipeError('INVALID_INPUT', `source digest ${sourceDigest} is not sha256:<hex>`);
+  }
+  const runtime = config.config ?? {};
+  const Labels = {
+    ...(runtime.Labels ?? {}),
+    [SOURCE_DIGEST_LABEL]: sourceDigest,
+    [TARGET_LABEL]: 'aci',
+  };
+  return structuredClone({ ...config, config: { ...runtime, Labels } });
+}
+
+async function measure(input: MeasureInput): Promise<Measurement> {
+  assertPinned(input.image);
+  assertLayersMatchConfig(input);
+
+  const concurrency = input.concurrency ?? DEFAULT_HASH_CONCURRENCY;
+  const hashes = await hashLayers(input.layers, concurrency);
+  const layerHashes = hashes.map((hash) => hash.root);
+
+  const policyText = buildCcePolicy({ image: input.image, config: input.config, layerHashes });
+  const value = createHash('sha256').update(policyText, 'utf8').digest('hex');
+  return { kind: 'sevsnp-hostdata', value, policyText, layerHashes };
+}
+
+function releaseClaims(measurement: Measurement): ReleaseCondition[] {
+  if (measurement.kind !== 'sevsnp-hostdata' || !/^[0-9a-f]{64}$/.test(measurement.value)) {
+    throw new CcpipeError(
+      'INVALID_INPUT',
+      `measurement ${measurement.value} is not SEV-SNP hostdata`,
+    );
+  }
+  return [
+    { claim: 'x-ms-attestation-type', equals: 'sevsnpvm' },
+    { claim: 'x-ms-compliance-status', equals: 'azure-compliant-uvm' },
+    { claim: 'x-ms-sevsnpvm-hostdata', equals: measurement.value },
+    { claim: 'x-ms-sevsnpvm-is-debuggable', equals: false },
+  ];
+}
+
+function render(input: RenderInput): KubernetesObject[] {
+  assertPinned(input.image);
+  return renderAciObjects(input);
+}
+
+function assertPinned(image: string): void {
+  if (!PINNED_IMAGE.test(image)) {
+    throw new CcpipeError('INVALID_INPUT', `image ${image} is not pinned by a sha256 digest`);
+  }
+}
+
+/** The layers measured must be the image's layers, in order. */
+function assertLayersMatchConfig(input: MeasureInput): void {
+  const declared = input.config.rootfs?.diff_ids;
+  const given = input.layers.map((layer) => layer.diffId);
+  if (declared === undefined) return;
+
+  const same = declared.length === given.length && declared.every((id, i) => id === given[i]);
+  if (!same) {
+    throw new CcpipeError(
+      'INVALID_INPUT',
+      `image ${input.image}: layers [${given.join(', ')}] are not rootfs.diff_ids ` +
+        `[${declared.join(', ')}]`,
+    );
+  }
+}

@@ -1,0 +1,194 @@
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import {
+  hashLayers,
+  hashLayerStream,
+  VerityTreeHasher,
+} from '../../../shared/targets/aci/layer-hash.js';
+
+const BLOCK = 4096;
+const SALT = Buffer.alloc(32);
+
+/** Straightforward, non-streaming reference: whole levels in memory. */
+function referenceRoot(data: Buffer): string {
+  const node = (block: Buffer) =>
+    createHash('sha256').update(Buffer.concat([SALT, block])).digest();
+
+  let hashes: Buffer[] = [];
+  for (let offset = 0; offset < data.length; offset += BLOCK) {
+    hashes.push(node(padTo(data.subarray(offset, offset + BLOCK), BLOCK)));
+  }
+  for (;;) {
+    const packed = Buffer.concat(hashes);
+    const size = Math.max(BLOCK, Math.ceil(packed.length / BLOCK) * BLOCK);
+    const level = padTo(packed, size);
+    const blocks: Buffer[] = [];
+    for (let offset = 0; offset < level.length; offset += BLOCK) {
+      blocks.push(level.subarray(offset, offset + BLOCK));
+    }
+    if (blocks.length === 1) return node(blocks[0] as Buffer).toString('hex');
+    hashes = blocks.map(node);
+  }
+}
+
+function padTo(buffer: Buffer, size: number): Buffer {
+  const out = Buffer.alloc(size);
+  buffer.copy(out);
+  return out;
+}
+
+/** Deterministic pseudo-random bytes (no dependence on the code under test). */
+function bytes(size: number, seed = 1): Buffer {
+  const out = Buffer.alloc(size);
+  let counter = 0;
+  for (let offset = 0; offset < size; offset += 32) {
+    const block = createHash('sha256').update(`${seed}:${counter++}`).digest();
+    block.copy(out, offset, 0, Math.min(32, size - offset));
+  }
+  return out;
+}
+
+function streamedRoot(data: Buffer, chunkSize: number): string {
+  const hasher = new VerityTreeHasher();
+  for (let offset = 0; offset < data.length; offset += chunkSize) {
+    hasher.update(data.subarray(offset, offset + chunkSize));
+  }
+  return hasher.digest();
+}
+
+function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+describe('VerityTreeHasher', () => {
+  it('hashes the empty input as one all-zero hash block', () => {
+    const expected = sha256(Buffer.alloc(32 + BLOCK));
+    expect(new VerityTreeHasher().digest()).toBe(expected);
+    expect(referenceRoot(Buffer.alloc(0))).toBe(expected);
+  });
+
+  it('hashes one byte as sha256(salt ‖ (sha256(salt ‖ padded block) ‖ zeros))', () => {
+    const data = Buffer.from([0x61]);
+    const leaf = createHash('sha256').update(SALT).update(padTo(data, BLOCK)).digest();
+    const expected = sha256(Buffer.concat([SALT, padTo(leaf, BLOCK)]));
+    expect(new VerityTreeHasher().update(data).digest()).toBe(expected);
+  });
+
+  const sizes: Array<[string, number]> = [
+    ['0 bytes', 0],
+    ['1 byte', 1],
+    ['4095 bytes', BLOCK - 1],
+    ['exactly one block', BLOCK],
+    ['one block and a byte', BLOCK + 1],
+    ['128 blocks (one full hash block)', 128 * BLOCK],
+    ['128 blocks and a byte (two hash blocks)', 128 * BLOCK + 1],
+    ['600 KiB (multi-level)', 600 * 1024],
+  ];
+  for (const [name, size] of sizes) {
+    it(`matches the reference for ${name}`, () => {
+      const data = bytes(size, size);
+      const expected = referenceRoot(data);
+      expect(new VerityTreeHasher().update(data).digest()).toBe(expected);
+      expect(streamedRoot(data, 1 + (size % 7))).toBe(expected);
+    });
+  }
+
+  it('matches the reference for a three-level tree with odd chunk sizes', () => {
+    // A repeating pattern of prime length makes every block differ, and is quick to build.
+    const data = Buffer.alloc(128 * 128 * BLOCK + 3 * BLOCK + 17, bytes(4099, 9));
+    const expected = referenceRoot(data);
+    expect(streamedRoot(data, 65_537)).toBe(expected);
+    expect(streamedRoot(data, BLOCK)).toBe(expected);
+  }, 60_000);
+
+  it('changes the root when any byte changes', () => {
+    const data = bytes(10 * BLOCK);
+    const changed = Buffer.from(data);
+    changed[7 * BLOCK + 5] = (changed[7 * BLOCK + 5] as number) ^ 1;
+    expect(streamedRoot(changed, 1000)).not.toBe(streamedRoot(data, 1000));
+  });
+
+  it('zero-pads the last block, so trailing zeros within it do not change the root', () => {
+    const one = new VerityTreeHasher().update(Buffer.from([7])).digest();
+    const padded = new VerityTreeHasher().update(padTo(Buffer.from([7]), 100)).digest();
+    expect(padded).toBe(one);
+  });
+
+  it('refuses use after digest', () => {
+    const hasher = new VerityTreeHasher();
+    hasher.digest();
+    expect(() => hasher.update(Buffer.from('x'))).toThrow(TypeError);
+    expect(() => hasher.digest()).toThrow(TypeError);
+  });
+});
+
+describe('hashLayerStream', () => {
+  it('streams tiny chunks to the same root and verifies the diff_id', async () => {
+    const data = bytes(600 * 1024, 3);
+    const chunks: Buffer[] = [];
+    for (let offset = 0; offset < data.length; offset += 3) {
+      chunks.push(data.subarray(offset, offset + 3));
+    }
+
+    const result = await hashLayerStream(Readable.from(chunks), `sha256:${sha256(data)}`);
+    expect(result).toEqual({
+      diffId: `sha256:${sha256(data)}`,
+      root: referenceRoot(data),
+      size: data.length,
+    });
+  });
+
+  it('refuses content that does not match the diff_id', async () => {
+    const wrong = `sha256:${'0'.repeat(64)}`;
+    const stream = Readable.from([Buffer.from('tar')]);
+    await expect(hashLayerStream(stream, wrong)).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
+  });
+
+  it('refuses string chunks', async () => {
+    await expect(hashLayerStream(Readable.from(['text']))).rejects.toThrow(TypeError);
+  });
+});
+
+describe('hashLayers', () => {
+  it('keeps input order and never exceeds the concurrency', async () => {
+    const datas = [5, 1, 40, 0, 9, 3].map((blocks, i) => bytes(blocks * BLOCK + i, i));
+    let open = 0;
+    let peak = 0;
+    const layers = datas.map((data) => ({
+      diffId: `sha256:${sha256(data)}`,
+      async open() {
+        open++;
+        peak = Math.max(peak, open);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        const stream = Readable.from([data]);
+        stream.on('end', () => open--);
+        return stream;
+      },
+    }));
+
+    const results = await hashLayers(layers, 2);
+    expect(results.map((r) => r.root)).toEqual(datas.map(referenceRoot));
+    expect(peak).toBeLessThanOrEqual(2);
+    expect(peak).toBeGreaterThan(1);
+  });
+
+  it('names the failing layer', async () => {
+    const layers = [
+      {
+        diffId: 'sha256:' + 'a'.repeat(64),
+        open: async () => {
+          throw new Error('registry went away');
+        },
+      },
+    ];
+    await expect(hashLayers(layers)).rejects.toMatchObject({
+      code: 'UPSTREAM',
+      message: expect.stringContaining('a'.repeat(64)),
+    });
+  });
+
+  it('refuses a nonsensical concurrency', async () => {
+    await expect(hashLayers([], 0)).rejects.toThrow(TypeError);
+  });
+});
