@@ -112,10 +112,13 @@ export function formatSummary(result: DemoResult): string {
   return lines.join('\n') + '\n';
 }
 
-export async function demoCommand(dataDir: string): Promise<number> {
+export async function demoCommand(
+  dataDir: string,
+  ports: { hostPort?: number; registryPort?: number } = {},
+): Promise<number> {
   const log = createLogger({ component: 'demo' });
   try {
-    const result = await runDemo({ dataDir, log });
+    const result = await runDemo({ dataDir, log, ...ports });
     process.stdout.write(formatSummary(result));
     return result.verified && result.run.status === 'succeeded' ? 0 : 1;
   } catch (err) {

@@ -238,7 +238,8 @@ export class RegistryClient {
   async putManifest(refLike: ReferenceLike, bytes: Buffer, mediaType: string): Promise<string> {
     const ref = this.reference(refLike);
     if (!isWellFormedMediaType(mediaType)) {
-      throw new CcpipeError('INVALID_INPUT', `manifest media type ${quote(mediaType)} for ${ref}`);
+      const shown = quote(mediaType);
+      throw new CcpipeError('INVALID_INPUT', `manifest for ${ref}: ${shown} is not a media type`);
     }
     if (bytes.byteLength > MAX_MANIFEST_BYTES) {
       const size = bytes.byteLength;
@@ -282,11 +283,8 @@ export class RegistryClient {
    */
   openBlob(refLike: ReferenceLike, blob: BlobInfo): Readable {
     const ref = this.reference(refLike);
-    const digest = parseDigest(blob.digest, `blob digest for ${ref}`);
-    if (!Number.isSafeInteger(blob.size) || blob.size < 0) {
-      throw new CcpipeError('INVALID_INPUT', `blob ${digest} of ${ref}: bad size ${blob.size}`);
-    }
-    return Readable.from(this.blobChunks(ref, digest, blob.size), { objectMode: false });
+    const { digest, size } = checkBlobInfo(ref, blob);
+    return Readable.from(this.blobChunks(ref, digest, size), { objectMode: false });
   }
 
   /** Uploads a blob held in memory (HEAD first; monolithic POST + PUT when absent). */
@@ -314,7 +312,7 @@ export class RegistryClient {
   ): Promise<BlobInfo> {
     const ref = this.reference(refLike);
     if (expected) {
-      parseDigest(expected.digest, `expected blob digest for ${ref}`);
+      checkBlobInfo(ref, expected);
       if (await this.hasBlob(ref, expected.digest)) {
         stream.destroy();
         return { digest: expected.digest, size: expected.size };
@@ -468,26 +466,26 @@ export class RegistryClient {
   ): Promise<{ next: URL; blob: BlobInfo }> {
     const digester = createDigester();
     let failure: unknown;
-    const tooLong = () => expected !== undefined && digester.size > expected.size;
-    const body = (deadline: Deadline) =>
-      webStream(stream, (chunk) => {
-        deadline.touch();
-        digester.update(chunk);
-        if (tooLong()) {
-          failure = mismatch(`blob upload to ${ref}: the stream is longer than ` +
-            `${expected?.size} bytes (expected ${expected?.digest})`);
-          throw failure;
-        }
-      }, (err) => (failure ??= err));
+    const inspect = (deadline: Deadline) => (chunk: Buffer) => {
+      deadline.touch();
+      digester.update(chunk);
+      if (expected !== undefined && digester.size > expected.size) {
+        failure = mismatch(`blob upload to ${ref}: the stream is longer than ` +
+          `${expected.size} bytes (expected ${expected.digest})`);
+        throw failure;
+      }
+    };
 
     const call = this.uploadCall(ref, 'PATCH', location, [202], expected?.digest);
-    call.body = body;
+    call.body = (deadline) => webStream(stream, inspect(deadline), (err) => (failure ??= err));
     call.headers = { 'content-type': OCTET_STREAM };
     try {
-      const { res, deadline } = await this.send(call);
+      const { res, url, deadline } = await this.send(call);
       deadline.clear();
       discard(res);
-      return { next: this.location(call, location, res), blob: blobOf(digester) };
+      const blob = blobOf(digester);
+      this.checkReceivedRange(call, url, res, blob.size);
+      return { next: this.location(call, location, res), blob };
     } catch (err) {
       stream.destroy();
       await this.cancelUpload(ref, location);
@@ -813,6 +811,14 @@ export class RegistryClient {
     }
   }
 
+  /** A registry that reports `Range: 0-<last>` after a PATCH must have received every byte. */
+  private checkReceivedRange(call: Call, url: URL, res: Response, size: number): void {
+    const match = /^0-([0-9]+)$/.exec(res.headers.get('range')?.trim() ?? '');
+    if (!match || size === 0 || Number(match[1]) === size - 1) return;
+    const received = Number(match[1]) + 1;
+    throw this.protocolError(call, url, `the registry received ${received} of ${size} bytes`);
+  }
+
   private checkServedDigest(call: Call, url: URL, res: Response, digest: string): void {
     const served = res.headers.get('docker-content-digest');
     if (served === null || served === digest) return;
@@ -905,6 +911,15 @@ function webStream(
 /** A streamed body cannot be sent a second time (no retry, no resend after a challenge). */
 function replayable(call: Call): boolean {
   return typeof call.body !== 'function';
+}
+
+/** Validates a digest and size given by a caller. */
+function checkBlobInfo(ref: ImageReference, blob: BlobInfo): BlobInfo {
+  const digest = parseDigest(blob.digest, `blob digest for ${ref}`);
+  if (!Number.isSafeInteger(blob.size) || blob.size < 0) {
+    throw new CcpipeError('INVALID_INPUT', `blob ${digest} of ${ref}: bad size ${blob.size}`);
+  }
+  return { digest, size: blob.size };
 }
 
 async function collect(stream: Readable): Promise<Buffer> {

@@ -123,6 +123,18 @@ describe('push and pull a multi-layer image', () => {
     expect(methods).toEqual(['HEAD']);
   });
 
+  it('skips a streamed upload the registry already has, without reading the stream', async () => {
+    const layer = layers[1]!;
+    const stream = chunked(layer.gzip);
+    const before = logLines.length;
+    const expected = { digest: layer.descriptor.digest, size: layer.gzip.length };
+    expect(await client.pushBlobStream(appRef(), stream, expected)).toEqual(expected);
+    expect(stream.destroyed).toBe(true);
+    const methods = logLines.slice(before).map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((r) => r.msg === 'registry request').map((r) => r.method);
+    expect(methods).toEqual(['HEAD']);
+  });
+
   it('reports a missing tag as NOT_FOUND and headManifest as undefined', async () => {
     await expect(client.getManifest(ref('team/app:missing'))).rejects.toMatchObject({
       code: 'NOT_FOUND',
