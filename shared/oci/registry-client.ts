@@ -159,6 +159,17 @@ interface Reply {
   deadline: Deadline;
 }
 
+/** Where `send` is in its loop. */
+interface SendState {
+  url: URL;
+  attempt: number;
+  /** True once a 401 challenge was answered; a second 401 is final. */
+  answered: boolean;
+  /** The Authorization header the challenge was answered with. */
+  answer?: string;
+  redirects: number;
+}
+
 const DEFAULT_PLATFORM: PlatformSpec = { os: 'linux', architecture: 'amd64' };
 const MAX_REDIRECTS = 5;
 const MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024;
@@ -624,60 +635,100 @@ export class RegistryClient {
    */
   private async send(call: Call): Promise<Reply> {
     this.assertAllowed(call.url, `${call.what} for ${call.ref}`);
-    let url = call.url;
-    let attempt = 0;
-    let answered = false;
-    let answer: string | undefined;
-    let redirects = 0;
+    const state: SendState = { url: call.url, attempt: 0, answered: false, redirects: 0 };
 
     for (;;) {
       const deadline = new Deadline(this.timeoutMs);
-      const authorization = this.authorization(call, url, answer);
-      let res: Response;
-      try {
-        res = await this.fetchOnce(call, url, deadline, authorization);
-      } catch (err) {
-        deadline.clear();
-        const failure = this.transportError(call, url, err, deadline.expired);
-        if (!this.canRetry(call, attempt)) throw failure;
-        await this.backoff(call, url, attempt++, undefined, failure.message);
-        url = call.url;
-        continue;
-      }
-      this.log.debug('registry response', { method: call.method, url: redactUrl(url),
-        status: res.status, ref: String(call.ref) });
+      const authorization = this.authorization(call, state.url, state.answer);
+      const res = await this.fetchOrRetry(call, state, deadline, authorization);
+      if (res === undefined) continue;
 
-      if (res.status === 401 && !answered && call.auth !== 'token' && replayable(call)) {
-        answered = true;
-        answer = await this.answerChallenge(call, res, authorization);
-        if (answer !== undefined) {
-          deadline.clear();
-          discard(res);
-          url = call.url;
-          continue;
-        }
-      }
-      if (call.redirects && isRedirect(res.status) && redirects < MAX_REDIRECTS) {
-        deadline.clear();
-        discard(res);
-        redirects++;
-        url = this.location(call, url, res);
-        continue;
-      }
-      if (call.ok.includes(res.status)) return { res, url, deadline };
-
-      if (isRetryableStatus(res.status) && this.canRetry(call, attempt)) {
-        deadline.clear();
-        discard(res);
-        const wait = retryAfterMs(res.headers.get('retry-after'));
-        await this.backoff(call, url, attempt++, wait, `HTTP ${res.status}`);
-        url = call.url;
-        continue;
-      }
-      const err = await this.statusError(call, url, res, deadline);
-      deadline.clear();
-      throw err;
+      const reply = await this.onResponse(call, state, res, deadline, authorization);
+      if (reply !== undefined) return reply;
     }
+  }
+
+  /** One fetch; after a transport failure, waits and returns undefined, or throws when spent. */
+  private async fetchOrRetry(
+    call: Call,
+    state: SendState,
+    deadline: Deadline,
+    authorization: string | undefined,
+  ): Promise<Response | undefined> {
+    try {
+      const res = await this.fetchOnce(call, state.url, deadline, authorization);
+      this.log.debug('registry response', { method: call.method, url: redactUrl(state.url),
+        status: res.status, ref: String(call.ref) });
+      return res;
+    } catch (err) {
+      deadline.clear();
+      const failure = this.transportError(call, state.url, err, deadline.expired);
+      if (!this.canRetry(call, state.attempt)) throw failure;
+      await this.retryLater(call, state, failure.message);
+      return undefined;
+    }
+  }
+
+  /** The reply when the exchange is over, or undefined to send again (`state` updated). */
+  private async onResponse(
+    call: Call,
+    state: SendState,
+    res: Response,
+    deadline: Deadline,
+    authorization: string | undefined,
+  ): Promise<Reply | undefined> {
+    if (res.status === 401 && !state.answered && call.auth !== 'token' && replayable(call)) {
+      state.answered = true;
+      state.answer = await this.answerChallenge(call, res, authorization).catch((err) => {
+        deadline.clear();
+        discard(res);
+        throw err;
+      });
+      if (state.answer !== undefined) return this.again(res, deadline, state, call.url);
+    }
+    if (call.redirects && isRedirect(res.status) && state.redirects < MAX_REDIRECTS) {
+      state.redirects++;
+      return this.again(res, deadline, state, this.location(call, state.url, res));
+    }
+    if (call.ok.includes(res.status)) return { res, url: state.url, deadline };
+
+    if (isRetryableStatus(res.status) && this.canRetry(call, state.attempt)) {
+      this.again(res, deadline, state, state.url);
+      const wait = retryAfterMs(res.headers.get('retry-after'));
+      await this.retryLater(call, state, `HTTP ${res.status}`, wait);
+      return undefined;
+    }
+    const err = await this.statusError(call, state.url, res, deadline);
+    deadline.clear();
+    throw err;
+  }
+
+  /** Drops a response that is not the answer and sets where the next request goes. */
+  private again(res: Response, deadline: Deadline, state: SendState, next: URL): undefined {
+    deadline.clear();
+    discard(res);
+    state.url = next;
+    return undefined;
+  }
+
+  /**
+   * Backs off before the next attempt, which starts again from the original URL (a redirect
+   * target such as a signed URL may have expired).
+   */
+  private async retryLater(
+    call: Call,
+    state: SendState,
+    reason: string,
+    retryAfter?: number,
+  ): Promise<void> {
+    const computed = backoffMs(state.attempt, this.retryDelayMs, this.maxRetryDelayMs);
+    const wait = Math.min(retryAfter ?? computed, this.maxRetryDelayMs);
+    state.attempt++;
+    this.log.warn('registry request failed; retrying', { method: call.method,
+      url: redactUrl(state.url), ref: String(call.ref), reason, attempt: state.attempt,
+      waitMs: wait });
+    state.url = call.url;
+    await sleep(wait);
   }
 
   private async fetchOnce(
@@ -707,15 +758,6 @@ export class RegistryClient {
 
   private canRetry(call: Call, attempt: number): boolean {
     return replayable(call) && call.retry !== false && attempt < this.maxRetries;
-  }
-
-  private async backoff(call: Call, url: URL, attempt: number, retryAfter: number | undefined,
-    reason: string) {
-    const computed = backoffMs(attempt, this.retryDelayMs, this.maxRetryDelayMs);
-    const wait = Math.min(retryAfter ?? computed, this.maxRetryDelayMs);
-    this.log.warn('registry request failed; retrying', { method: call.method,
-      url: redactUrl(url), ref: String(call.ref), reason, attempt: attempt + 1, waitMs: wait });
-    await sleep(wait);
   }
 
   // ---- authentication ------------------------------------------------------------------------

@@ -1,30 +1,7 @@
-/**
- * Minimal structural OCI types the ocicrypt module needs. They match `shared/oci/` in shape so
- * callers can pass either; the two are to be reconciled later.
- *
- * TODO: replace with the `shared/oci/` types once that module settles (kept local so the two
- * modules could be written in parallel).
- */
+/** Types the ocicrypt module shares with the OCI module, plus its own. */
 import type { KeyObject } from 'node:crypto';
 
-/** An OCI content descriptor; unknown fields (`urls`, `platform`, ...) are carried along. */
-export interface Descriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
-  annotations?: Record<string, string>;
-  [k: string]: unknown;
-}
-
-/** An OCI (or Docker schema 2) image manifest; unknown fields are carried along. */
-export interface ImageManifest {
-  schemaVersion: 2;
-  mediaType?: string;
-  config: Descriptor;
-  layers: Descriptor[];
-  annotations?: Record<string, string>;
-  [k: string]: unknown;
-}
+export type { Descriptor, ImageManifest } from '../oci/manifest.js';
 
 /** One recipient of a layer's wrapped keys. */
 export interface Recipient {

@@ -103,7 +103,7 @@ async function encryptLayer(
     );
   }
   log.debug('layer encrypted', { digest: layer.digest, encryptedDigest: desc.digest });
-  return desc as Descriptor;
+  return desc;
 }
 
 function mediaTypeChanges(before: Descriptor[], after: Descriptor[]): string[] {

@@ -460,7 +460,7 @@ describe('decryptedDescriptor', () => {
     mediaType: ENCRYPTED_GZIP,
     digest: `sha256:${'1'.repeat(64)}`,
     size: 42,
-    platform: { os: 'linux' },
+    platform: { os: 'linux', architecture: 'amd64' },
     annotations: {
       [PUBOPTS]: 'x',
       [KEYS_JWE]: 'y',

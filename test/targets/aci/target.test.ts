@@ -175,7 +175,7 @@ describe('aci releaseClaims', () => {
 });
 
 describe('aci render', () => {
-  const [namespace, deployment] = aci.render(renderInput()) as [
+  const [namespace, deployment] = aci.render(renderInput()) as unknown as [
     Record<string, any>,
     Record<string, any>,
   ];
