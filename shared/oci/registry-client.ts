@@ -6,6 +6,14 @@
  * Every URL (registry, upload location, redirect target, token realm) must be on the allowlist
  * before a byte is sent; plain http is used only for hosts listed in `plainHttpHosts`.
  * Credentials and tokens are never logged, and URLs are logged without their query.
+ *
+ * TODO: resume an interrupted blob read with `Range` instead of failing the stream; callers
+ * retry the whole read for now (blobs are verified either way).
+ * TODO: chunked PATCH with `Content-Range` (and `OCI-Chunk-Min-Length`) for registries that
+ * refuse a streamed PATCH without it; docker-registry 2.8 accepts it (tested), others unverified.
+ * NOTE: Authorization goes only to the registry's own API host; an upload Location on another
+ * (allowlisted) host is sent no credentials, which suits signed storage URLs.
+ * NOTE: the referrers API is not implemented; a manifest with `subject` is pushed as is.
  */
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
