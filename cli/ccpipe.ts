@@ -5,14 +5,18 @@
  *   ccpipe demo    push a sample image through the whole pipeline and verify the result
  */
 import { join } from 'node:path';
+import { parsePort } from '../shared/config.js';
 import { describeError } from '../shared/errors.js';
 import { createLogger } from '../shared/log.js';
+import { decryptCommand } from './decrypt.js';
 import { demoCommand } from './demo.js';
 import { startLocalStack } from './stack/local-stack.js';
 
 const USAGE = `usage: ccpipe <command>
   start   run the local stack (Azurite, registry on 127.0.0.1:5000, host on 127.0.0.1:7071)
   demo    build and push a sample image, wait for its run, verify it with skopeo
+  decrypt <encrypted image ref> --key <private key PEM> [--output oci:<dir>:<tag> | --verify]
+          decrypt every layer, check HMAC, digests and diffIDs; print a per-layer report
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -23,6 +27,8 @@ async function main(argv: string[]): Promise<number> {
       return demoCommand(join(dataDir, 'demo'), ports);
     case 'start':
       return startCommand(join(dataDir, 'local'), ports);
+    case 'decrypt':
+      return decryptCommand(argv.slice(1));
     default:
       process.stderr.write(USAGE);
       return argv[0] === undefined || argv[0] === 'help' ? 0 : 2;
@@ -31,19 +37,10 @@ async function main(argv: string[]): Promise<number> {
 
 /** The local stack's ports: `CCPIPE_PORT` (host) and `CCPIPE_LOCAL_REGISTRY_PORT`. */
 function localPorts(): { hostPort: number; registryPort: number } {
-  const registryPort = Number(process.env.CCPIPE_LOCAL_REGISTRY_PORT ?? '5000');
-  if (!Number.isInteger(registryPort) || registryPort < 0 || registryPort > 65535) {
-    throw new Error('setting CCPIPE_LOCAL_REGISTRY_PORT must be a port number from 0 to 65535');
-  }
-  return { hostPort: loadPort(), registryPort };
-}
-
-function loadPort(): number {
-  const port = Number(process.env.CCPIPE_PORT ?? '7071');
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new Error('setting CCPIPE_PORT must be a port number from 0 to 65535');
-  }
-  return port;
+  return {
+    hostPort: parsePort(process.env, 'CCPIPE_PORT', 7071),
+    registryPort: parsePort(process.env, 'CCPIPE_LOCAL_REGISTRY_PORT', 5000),
+  };
 }
 
 async function startCommand(
@@ -51,11 +48,18 @@ async function startCommand(
   ports: { hostPort: number; registryPort: number },
 ): Promise<number> {
   const log = createLogger({ component: 'host' });
-  const stack = await startLocalStack({ dataDir, log, ...ports });
+  const stack = await startLocalStack({
+    dataDir, log, ...ports, azuritePorts: { blob: 10000, queue: 10001 }, persistent: true,
+  });
   process.stdout.write(
-    `ccpipe is running.\n  host      ${stack.host.url}/api/registry-events\n` +
+    `ccpipe is running.\n` +
+      `  webhook   POST ${stack.host.url}/api/registry-events\n` +
+      `  runs      GET  ${stack.host.url}/api/runs/<runId> (same secret)\n` +
       `  registry  ${stack.registry} (push with: skopeo copy --dest-tls-verify=false ...)\n` +
-      `  webhook secret in ${join(dataDir, 'webhook-secret')}\nPress Ctrl-C to stop.\n`,
+      `  storage   Azurite on 127.0.0.1:10000 (blob), 10001 (queue), data in ` +
+      `${join(dataDir, 'azurite')}\n` +
+      `  webhook secret in ${join(dataDir, 'webhook-secret')}\n` +
+      `Press Ctrl-C to stop.\n`,
   );
 
   await new Promise<void>((resolve) => {

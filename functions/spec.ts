@@ -19,6 +19,8 @@ export interface HttpInput {
   method: string;
   url: string;
   headers: Headers;
+  /** Values of the route's `{name}` segments. */
+  params: Record<string, string>;
   text(): Promise<string>;
 }
 
@@ -31,7 +33,7 @@ export interface HttpOutput {
 export interface HttpFunctionSpec {
   kind: 'http';
   name: string;
-  /** Route under `/api/`. */
+  /** Route under `/api/`; `{name}` segments match one path segment each. */
   route: string;
   methods: Array<'GET' | 'POST' | 'OPTIONS'>;
   handler(request: HttpInput, context: FunctionContext): Promise<HttpOutput>;

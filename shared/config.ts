@@ -39,6 +39,8 @@ export interface Config {
   layerConcurrency: number;
   /** Origins allowed by the CloudEvents handshake. `CCPIPE_CLOUDEVENTS_ORIGINS`, default none. */
   cloudEventsOrigins: string[];
+  /** `CCPIPE_LOG_LEVEL`: debug, info (default), warn or error. */
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
 }
 
 type Env = Record<string, string | undefined>;
@@ -70,10 +72,11 @@ export function loadConfig(env: Env = process.env): Config {
     maaEndpoint: env.CCPIPE_MAA_ENDPOINT ?? 'https://sharedeus2.eus2.attest.azure.net',
     namespace: env.CCPIPE_NAMESPACE ?? 'ccpipe-apps',
     host: env.CCPIPE_HOST ?? '127.0.0.1',
-    port: integer(env, 'CCPIPE_PORT', 7071, 0, 65535),
+    port: parsePort(env, 'CCPIPE_PORT', 7071),
     maxDequeueCount: integer(env, 'CCPIPE_MAX_DEQUEUE_COUNT', 5, 1, 100),
     layerConcurrency: integer(env, 'CCPIPE_LAYER_CONCURRENCY', 2, 1, 16),
     cloudEventsOrigins: list(env.CCPIPE_CLOUDEVENTS_ORIGINS ?? ''),
+    logLevel: logLevel(env.CCPIPE_LOG_LEVEL ?? 'info'),
   };
 }
 
@@ -114,6 +117,16 @@ function plainHttp(value: string | undefined): string[] {
 function target(value: string): 'aci' {
   if (value !== 'aci') throw configError('CCPIPE_TARGET', `"${value}" is not a known target (aci)`);
   return value;
+}
+
+/** A port setting: 0 to 65535 (0 = any free port); empty or unset means `fallback`. */
+export function parsePort(env: Env, name: string, fallback: number): number {
+  return integer(env, name, fallback, 0, 65535);
+}
+
+function logLevel(value: string): Config['logLevel'] {
+  if (value === 'debug' || value === 'info' || value === 'warn' || value === 'error') return value;
+  throw configError('CCPIPE_LOG_LEVEL', `must be debug, info, warn or error, got "${value}"`);
 }
 
 function integer(env: Env, name: string, fallback: number, min: number, max: number): number {

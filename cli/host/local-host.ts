@@ -84,10 +84,9 @@ async function route(options: LocalHostOptions, req: IncomingMessage, res: Serve
     return send(res, await serveEventGrid(options, spec, req));
   }
 
-  const spec = options.functions.find(
-    (f): f is HttpFunctionSpec => f.kind === 'http' && url.pathname === `/api/${f.route}`,
-  );
-  if (!spec) return send(res, { status: 404, jsonBody: { error: `no function at ${url.pathname}` } });
+  const match = matchRoute(options.functions, url.pathname);
+  if (!match) return send(res, { status: 404, jsonBody: { error: `no function at ${url.pathname}` } });
+  const { spec, params } = match;
   if (!spec.methods.includes(method as 'GET')) {
     return send(res, { status: 405, headers: { Allow: spec.methods.join(', ') } });
   }
@@ -98,10 +97,39 @@ async function route(options: LocalHostOptions, req: IncomingMessage, res: Serve
   const invocationId = randomUUID();
   const log = options.log.child({ invocationId, function: spec.name });
   const output = await spec.handler(
-    { method, url: url.toString(), headers: headersOf(req), text: async () => body },
+    { method, url: url.toString(), headers: headersOf(req), params, text: async () => body },
     { invocationId, log },
   );
   send(res, output);
+}
+
+/** The HTTP function whose route matches `pathname`, with its `{name}` parameters. */
+function matchRoute(functions: readonly FunctionSpec[], pathname: string) {
+  for (const spec of functions) {
+    if (spec.kind !== 'http') continue;
+    const names: string[] = [];
+    const pattern = spec.route.split('/').map((segment) => {
+      const param = /^\{(\w+)\}$/.exec(segment);
+      if (!param) return segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      names.push(param[1] as string);
+      return '([^/]+)';
+    });
+    const found = new RegExp(`^/api/${pattern.join('/')}$`).exec(pathname);
+    if (!found) continue;
+
+    const params: Record<string, string> = {};
+    names.forEach((name, i) => (params[name] = safeDecode(found[i + 1] as string)));
+    return { spec, params };
+  }
+  return undefined;
+}
+
+function safeDecode(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
 }
 
 /** Local stand-in for the host's Event Grid endpoint; authenticated by the webhook secret. */
@@ -179,14 +207,17 @@ const VISIBILITY_TIMEOUT_S = 300;
 
 function startPoller(spec: QueueFunctionSpec, options: LocalHostOptions): Poller {
   const maxInterval = options.maxPollIntervalMs ?? 1000;
+  const abort = new AbortController();
   let stopped = false;
   let wake: (() => void) | undefined;
 
   const loop = async (): Promise<void> => {
     let interval = 50;
     while (!stopped) {
-      const handled = await pollOnce(spec, options).catch((err: unknown) => {
-        options.log.warn('queue poll failed', { queue: spec.queue, error: describeError(err) });
+      const handled = await pollOnce(spec, options, abort.signal).catch((err: unknown) => {
+        if (!stopped) {
+          options.log.warn('queue poll failed', { queue: spec.queue, error: describeError(err) });
+        }
         return 0;
       });
       interval = handled > 0 ? 50 : Math.min(interval * 2, maxInterval);
@@ -203,17 +234,24 @@ function startPoller(spec: QueueFunctionSpec, options: LocalHostOptions): Poller
   return {
     async stop() {
       stopped = true;
+      abort.abort();
       wake?.();
       await running;
     },
   };
 }
 
-async function pollOnce(spec: QueueFunctionSpec, options: LocalHostOptions): Promise<number> {
+/** Receives up to 4 messages and delivers each; stopping aborts only the wait for messages. */
+async function pollOnce(
+  spec: QueueFunctionSpec,
+  options: LocalHostOptions,
+  abortSignal: AbortSignal,
+): Promise<number> {
   const queue = await options.bus.queue(spec.queue);
   const { receivedMessageItems: items } = await queue.receiveMessages({
     numberOfMessages: 4,
     visibilityTimeout: VISIBILITY_TIMEOUT_S,
+    abortSignal,
   });
 
   await Promise.all(items.map(async (item) => {

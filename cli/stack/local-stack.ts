@@ -17,7 +17,7 @@ import {
   type Services,
 } from '../../shared/pipeline/services.js';
 import { startLocalHost, type LocalHost } from '../host/local-host.js';
-import { freePort, startAzurite, startRegistry, type ManagedProcess } from './processes.js';
+import { assertPortFree, freePort, startAzurite, startRegistry, type ManagedProcess } from './processes.js';
 
 export interface LocalStackOptions {
   dataDir: string;
@@ -26,6 +26,8 @@ export interface LocalStackOptions {
   registryPort?: number;
   hostPort?: number;
   azuritePorts?: { blob: number; queue: number };
+  /** Keep Azurite's data (runs, ledger, queued messages) under `<dataDir>/azurite`. */
+  persistent?: boolean;
   /** Extra settings, as environment variables, over the process environment. */
   env?: Record<string, string>;
 }
@@ -50,8 +52,12 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   try {
     const secret = await webhookSecret(dataDir, options.env);
     const registryPort = options.registryPort === 0 ? await freePort() : options.registryPort ?? 5000;
-    const registryHost = `127.0.0.1:${registryPort}`;
-    const azurite = await startAzurite(join(dataDir, 'logs'), options.azuritePorts);
+    const registryHosts = `127.0.0.1:${registryPort},localhost:${registryPort}`;
+    const azurite = await startAzurite(
+      join(dataDir, 'logs'),
+      options.azuritePorts,
+      options.persistent ? join(dataDir, 'azurite') : undefined,
+    );
     started.push(azurite);
 
     const config = loadConfig({
@@ -60,8 +66,8 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       CCPIPE_STORAGE_CONNECTION_STRING: azurite.connectionString,
       CCPIPE_WEBHOOK_SECRET: secret,
       CCPIPE_PORT: String(options.hostPort ?? 7071),
-      CCPIPE_REGISTRY_ALLOWLIST: process.env.CCPIPE_REGISTRY_ALLOWLIST ?? registryHost,
-      CCPIPE_PLAIN_HTTP_REGISTRIES: process.env.CCPIPE_PLAIN_HTTP_REGISTRIES ?? registryHost,
+      CCPIPE_REGISTRY_ALLOWLIST: process.env.CCPIPE_REGISTRY_ALLOWLIST ?? registryHosts,
+      CCPIPE_PLAIN_HTTP_REGISTRIES: process.env.CCPIPE_PLAIN_HTTP_REGISTRIES ?? registryHosts,
       ...options.env,
     });
     const services = createServices(config, options.log);
@@ -69,14 +75,19 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     setServices(services);
 
     const bus = QueueBus.fromConnectionString(config.storageConnectionString);
+    if (config.port !== 0) {
+      await assertPortFree(config.port, 'the local host', '; set CCPIPE_PORT to another port, or 0');
+    }
     const host = await startLocalHost({
       functions: FUNCTIONS, services, bus, log: options.log, host: config.host, port: config.port,
     });
     started.push(host);
 
+    warnIfNotAllowed(config, registryPort, options.log);
     const registry = await startRegistry({
       dataDir: join(dataDir, 'registry'),
       port: registryPort,
+      portHint: '; set CCPIPE_LOCAL_REGISTRY_PORT to another port, or 0 for any free one',
       notifications: { url: `${host.url}/api/registry-events`, token: secret },
     });
     started.push(registry as ManagedProcess);
@@ -85,6 +96,16 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   } catch (err) {
     await stopAll();
     throw err;
+  }
+}
+
+/** The local registry's events would be refused (and retried by the registry forever). */
+function warnIfNotAllowed(config: Config, registryPort: number, log: Logger): void {
+  const host = `127.0.0.1:${registryPort}`;
+  if (!config.registryAllowlist.includes(host)) {
+    log.warn('the local registry is not on CCPIPE_REGISTRY_ALLOWLIST; its pushes will be refused', {
+      registry: host,
+    });
   }
 }
 

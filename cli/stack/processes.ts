@@ -35,6 +35,24 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Fails if something already listens on `port`: a server that cannot bind would die while
+ * another program answers on its port, and requests meant for ours would go to that one.
+ */
+export async function assertPortFree(port: number, wantedBy: string, hint = ''): Promise<void> {
+  const free = await new Promise<boolean>((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, LOOPBACK, () => server.close(() => resolve(true)));
+  });
+  if (!free) {
+    throw new CcpipeError(
+      'UPSTREAM',
+      `${LOOPBACK}:${port} is already in use, so ${wantedBy} cannot listen there${hint}`,
+    );
+  }
+}
+
 export async function waitForPort(
   port: number,
   timeoutMs = 15_000,
@@ -122,13 +140,18 @@ export function azuriteConnectionString(blobPort: number, queuePort: number): st
 export async function startAzurite(
   logDir: string,
   ports?: { blob: number; queue: number },
+  /** Keep data in this folder across restarts; in memory when absent. */
+  location?: string,
 ): Promise<ManagedProcess & AzuriteEndpoints> {
   const blobPort = ports?.blob ?? (await freePort());
   const queuePort = ports?.queue ?? (await freePort());
+  await assertPortFree(blobPort, 'Azurite (blob)');
+  await assertPortFree(queuePort, 'Azurite (queue)');
   const require = createRequire(import.meta.url);
   const entry = join(dirname(require.resolve('azurite/package.json')), 'dist/src/azurite.js');
+  const persistence = location ? ['--location', location] : ['--inMemoryPersistence'];
   const args = [
-    entry, '--silent', '--disableTelemetry', '--skipApiVersionCheck', '--inMemoryPersistence',
+    entry, '--silent', '--disableTelemetry', '--skipApiVersionCheck', ...persistence,
     '--blobHost', LOOPBACK, '--blobPort', String(blobPort),
     '--queueHost', LOOPBACK, '--queuePort', String(queuePort),
     '--tableHost', LOOPBACK, '--tablePort', String(await freePort()),
@@ -143,6 +166,8 @@ export async function startAzurite(
 export interface RegistryOptions {
   dataDir: string;
   port?: number;
+  /** Appended to the error when the port is taken, e.g. which setting changes it. */
+  portHint?: string;
   /** Where the registry POSTs its notification envelopes, with this bearer token. */
   notifications?: { url: string; token: string };
   /** htpasswd file (bcrypt) for basic auth, realm `ccpipe`. */
@@ -156,6 +181,7 @@ export async function startRegistry(
   options: RegistryOptions,
 ): Promise<ManagedProcess & { port: number; host: string }> {
   const port = options.port ?? (await freePort());
+  await assertPortFree(port, 'docker-registry', options.portHint);
   const configPath = join(options.dataDir, 'config.yml');
   mkdirSync(options.dataDir, { recursive: true });
   await writeFile(configPath, registryConfig(options, port), { mode: 0o600 });

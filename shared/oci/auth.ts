@@ -100,6 +100,32 @@ function expiry(parsed: Record<string, unknown>, now: number): number {
   return start + expiresIn * 1000 - EXPIRY_MARGIN_MS;
 }
 
+/** What a `RegistryTokenProvider` is asked for: a token answering one Bearer challenge. */
+export interface TokenRequest {
+  /** The registry as references name it (`myacr.azurecr.io`, `127.0.0.1:5000`). */
+  registry: string;
+  /** The challenge's realm (already checked against the allowlist). */
+  realm: URL;
+  /** The challenge's service, or the registry when it names none. */
+  service: string;
+  /** Scopes the request needs (`repository:team/app:pull,push`). */
+  scopes: string[];
+  /**
+   * POSTs a form through the client (allowlist, timeouts, retries; no Authorization) and
+   * returns the JSON object it answers with. Errors name the registry and scopes, never the
+   * form's values.
+   */
+  postForm(url: URL, form: URLSearchParams): Promise<Record<string, unknown>>;
+}
+
+/**
+ * A source of registry bearer tokens other than the Docker token GET, such as ACR's exchange
+ * of an Entra ID token (`AcrTokenCredentials`). It must never log what it handles.
+ */
+export interface RegistryTokenProvider {
+  getRegistryToken(request: TokenRequest): Promise<IssuedToken>;
+}
+
 /** Bearer tokens per registry and scope, dropped once expired. */
 export class TokenCache {
   private readonly tokens = new Map<string, IssuedToken>();

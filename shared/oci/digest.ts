@@ -46,6 +46,12 @@ export function sha256Digest(bytes: Uint8Array | string): string {
   return 'sha256:' + createHash('sha256').update(bytes).digest('hex');
 }
 
+/** A blob's digest and size. */
+export interface BlobInfo {
+  digest: string;
+  size: number;
+}
+
 /** An incremental sha256 digest that also counts the bytes it has seen. */
 export interface Digester {
   update(chunk: Uint8Array): Digester;

@@ -27,12 +27,20 @@ export {
 export {
   RegistryClient,
   RegistryError,
+  type ArtifactBlob,
   type BlobInfo,
   type FetchedManifest,
+  type ListReferrersOptions,
   type ManifestHead,
+  type PushArtifactOptions,
+  type PushedArtifact,
   type ReferenceLike,
   type RegistryClientOptions,
   type RegistryCredentials,
   type RegistryErrorOptions,
+  type RegistryTokenProvider,
   type ResolvedImage,
+  type TokenRequest,
 } from './registry-client.js';
+export { ACR_ENTRA_SCOPE, AcrTokenCredentials, type AcrTokenCredentialsOptions } from './acr.js';
+export { EMPTY_BLOB, EMPTY_DESCRIPTOR, referrersTag } from './referrers.js';

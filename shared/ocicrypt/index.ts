@@ -34,7 +34,10 @@ export {
   wrapJwe,
   type FlattenedJwe,
   type JweInjectedSecrets,
+  type JweWrapOptions,
+  type KeyWrapAlgorithm,
 } from './jwe.js';
+export { concatKdf } from './ecdh-es.js';
 export {
   ENC_ANNOTATION_PREFIX,
   KEYS_JWE_ANNOTATION,
@@ -50,10 +53,28 @@ export {
 } from './options.js';
 export {
   LayerDecryptor,
+  addLayerRecipients,
   createLayerDecryptor,
   createLayerEncryptor,
   decryptedDescriptor,
   type LayerEncryptor,
 } from './layer.js';
 export { decryptLayerToFile } from './decrypt-file.js';
-export { encryptedManifest } from './manifest.js';
+export { DiffIdTap } from './diff-id.js';
+export {
+  addRecipients,
+  decryptedManifest,
+  encryptedManifest,
+  selectLayers,
+} from './manifest.js';
+export {
+  loadPrivateKeyFile,
+  loadRecipientFile,
+  privateKeysFromPem,
+  recipientFromKeyVaultKey,
+  recipientsFromPem,
+  type KeyVaultJwk,
+  type KeyVaultKeyLike,
+  type PrivateKeyOptions,
+  type RecipientOptions,
+} from './recipients.js';

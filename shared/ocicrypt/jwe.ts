@@ -1,7 +1,9 @@
 /**
  * JWE key wrapping for ocicrypt: the private options of a layer are wrapped per recipient as a
- * flattened JWE JSON serialization, `RSA-OAEP` (OAEP with SHA-1) key encryption and `A256GCM`
- * content encryption, AAD = the ASCII of the base64url `protected` member (RFC 7516 §5.1).
+ * flattened JWE JSON serialization with `A256GCM` content encryption, AAD = the ASCII of the
+ * base64url `protected` member (RFC 7516 §5.1). Key encryption: `RSA-OAEP` (OAEP with SHA-1, the
+ * default for RSA keys), `RSA-OAEP-256`, or `ECDH-ES+A256KW` for EC keys (P-256, P-384, P-521),
+ * whose `epk` goes in the protected header as go-jose writes it for a single recipient.
  */
 import {
   constants,
@@ -13,6 +15,7 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { CcpipeError } from '../errors.js';
+import { ecdhEsUnwrap, ecdhEsWrap, isEcdhEsAlgorithm, jwkCurve } from './ecdh-es.js';
 import { fromBase64Url, isPlainObject, parseJsonObject, toBase64Url } from './encoding.js';
 
 /** A flattened JWE JSON serialization, members in go-jose's order. */
@@ -24,12 +27,23 @@ export interface FlattenedJwe {
   tag: string;
 }
 
+/** The key encryption algorithms `wrapJwe` writes. */
+export type KeyWrapAlgorithm = 'RSA-OAEP' | 'RSA-OAEP-256' | 'ECDH-ES+A256KW';
+
 /** Fixed content-encryption secrets for deterministic test vectors. */
 export interface JweInjectedSecrets {
   /** 32-byte content encryption key. */
   cek?: Buffer;
   /** 12-byte GCM IV. */
   iv?: Buffer;
+  /** ECDH-ES only: the ephemeral private key, on the recipient's curve. */
+  ephemeralKey?: KeyObject;
+}
+
+/** Options of `wrapJwe`. */
+export interface JweWrapOptions extends JweInjectedSecrets {
+  /** Default: `RSA-OAEP` for RSA keys, `ECDH-ES+A256KW` for EC keys. */
+  algorithm?: KeyWrapAlgorithm;
 }
 
 export const MIN_RSA_BITS = 2048;
@@ -37,77 +51,105 @@ const CEK_BYTES = 32;
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
-/** Key encryption algorithms accepted on unwrap, with their OAEP hash. */
+/** RSA key encryption algorithms, with their OAEP hash. */
 const OAEP_HASH_BY_ALG: ReadonlyMap<string, string> = new Map([
   ['RSA-OAEP', 'sha1'],
   ['RSA-OAEP-256', 'sha256'],
 ]);
-const WRAP_HEADER = JSON.stringify({ alg: 'RSA-OAEP', enc: 'A256GCM' });
 
 /**
- * Throws unless `publicKey` can be a recipient: an RSA public key of at least 2048 bits.
- *
- * NOTE: EC recipients (`ECDH-ES+A256KW`) are not implemented; skopeo and CoCo accept RSA.
+ * Throws unless `publicKey` can be a recipient with `algorithm`, and returns the algorithm to
+ * use: an RSA public key of at least 2048 bits (`RSA-OAEP` unless told `RSA-OAEP-256`), or an
+ * EC public key on P-256, P-384 or P-521 (`ECDH-ES+A256KW`).
  */
-export function assertRecipientKey(publicKey: KeyObject): void {
+export function assertRecipientKey(
+  publicKey: KeyObject,
+  algorithm?: KeyWrapAlgorithm,
+): KeyWrapAlgorithm {
   if (publicKey.type !== 'public') {
     throw new CcpipeError('INVALID_INPUT', 'a recipient key must be a public key');
   }
-  if (publicKey.asymmetricKeyType !== 'rsa') {
-    const type = String(publicKey.asymmetricKeyType);
-    throw new CcpipeError('UNSUPPORTED', `recipient key type ${type} is not supported; use RSA`);
-  }
 
-  const bits = publicKey.asymmetricKeyDetails?.modulusLength ?? 0;
-  if (bits < MIN_RSA_BITS) {
-    throw new CcpipeError(
-      'UNSUPPORTED',
-      `recipient RSA key has ${bits} bits; at least ${MIN_RSA_BITS} are required`,
-    );
+  const type = publicKey.asymmetricKeyType;
+  if (type === 'rsa') {
+    assertRsaBits(publicKey);
+    return checkAlgorithm(algorithm ?? 'RSA-OAEP', ['RSA-OAEP', 'RSA-OAEP-256'], 'an RSA');
   }
+  if (type === 'ec') {
+    jwkCurve(publicKey);
+    return checkAlgorithm(algorithm ?? 'ECDH-ES+A256KW', ['ECDH-ES+A256KW'], 'an EC');
+  }
+  throw new CcpipeError(
+    'UNSUPPORTED',
+    `recipient key type ${String(type)} is not supported; use RSA or EC`,
+  );
 }
 
-/** Wraps `plaintext` for one recipient as a flattened JWE (RSA-OAEP, A256GCM). */
+/**
+ * Wraps `plaintext` for one recipient as a flattened JWE: `A256GCM` content encryption, key
+ * encryption by `options.algorithm` or the key type's default (see `assertRecipientKey`).
+ */
 export function wrapJwe(
   plaintext: Buffer,
   publicKey: KeyObject,
-  inject: JweInjectedSecrets = {},
+  options: JweWrapOptions = {},
 ): FlattenedJwe {
-  assertRecipientKey(publicKey);
-  const cek = inject.cek ?? randomBytes(CEK_BYTES);
-  const iv = inject.iv ?? randomBytes(IV_BYTES);
+  const alg = assertRecipientKey(publicKey, options.algorithm);
+  const cek = options.cek ?? randomBytes(CEK_BYTES);
+  const iv = options.iv ?? randomBytes(IV_BYTES);
   assertLength(cek, CEK_BYTES, 'JWE content encryption key');
   assertLength(iv, IV_BYTES, 'JWE iv');
 
-  const encryptedKey = publicEncrypt(
-    { key: publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' },
-    cek,
-  );
+  try {
+    const { header, encryptedKey } = encryptCek(alg, cek, publicKey, options.ephemeralKey);
+    const protectedHeader = toBase64Url(Buffer.from(JSON.stringify(header), 'utf8'));
+    const gcm = createCipheriv('aes-256-gcm', cek, iv, { authTagLength: TAG_BYTES });
+    gcm.setAAD(Buffer.from(protectedHeader, 'ascii'));
+    const ciphertext = Buffer.concat([gcm.update(plaintext), gcm.final()]);
 
-  const protectedHeader = toBase64Url(Buffer.from(WRAP_HEADER, 'utf8'));
-  const gcm = createCipheriv('aes-256-gcm', cek, iv, { authTagLength: TAG_BYTES });
-  gcm.setAAD(Buffer.from(protectedHeader, 'ascii'));
-  const ciphertext = Buffer.concat([gcm.update(plaintext), gcm.final()]);
-  if (inject.cek === undefined) {
-    cek.fill(0);
+    return {
+      protected: protectedHeader,
+      encrypted_key: toBase64Url(encryptedKey),
+      iv: toBase64Url(iv),
+      ciphertext: toBase64Url(ciphertext),
+      tag: toBase64Url(gcm.getAuthTag()),
+    };
+  } finally {
+    if (options.cek === undefined) {
+      cek.fill(0);
+    }
+  }
+}
+
+/** The protected header (members in go-jose's order) and the encrypted CEK for `alg`. */
+function encryptCek(
+  alg: KeyWrapAlgorithm,
+  cek: Buffer,
+  publicKey: KeyObject,
+  ephemeralKey: KeyObject | undefined,
+): { header: Record<string, unknown>; encryptedKey: Buffer } {
+  if (alg === 'ECDH-ES+A256KW') {
+    const { encryptedKey, epk } = ecdhEsWrap(alg, cek, publicKey, ephemeralKey);
+    return { header: { alg, enc: 'A256GCM', epk }, encryptedKey };
   }
 
-  return {
-    protected: protectedHeader,
-    encrypted_key: toBase64Url(encryptedKey),
-    iv: toBase64Url(iv),
-    ciphertext: toBase64Url(ciphertext),
-    tag: toBase64Url(gcm.getAuthTag()),
-  };
+  const oaepHash = OAEP_HASH_BY_ALG.get(alg);
+  const padding = constants.RSA_PKCS1_OAEP_PADDING;
+  const encryptedKey = publicEncrypt({ key: publicKey, padding, oaepHash }, cek);
+  return { header: { alg, enc: 'A256GCM' }, encryptedKey };
 }
 
 /**
  * Unwraps a JWE with `privateKey` and returns its plaintext. Accepts the flattened and general
  * JSON serializations (each recipient of a general JWE is tried in order) and the compact one.
- * Key encryption `RSA-OAEP` or `RSA-OAEP-256`, content encryption `A256GCM`; anything else is
- * refused with UNSUPPORTED. A wrong key or an altered JWE fails with CRYPTO.
+ * Key encryption `RSA-OAEP`, `RSA-OAEP-256` or `ECDH-ES+A128KW/A192KW/A256KW` (`epk` in the
+ * protected or the recipient header), content encryption `A256GCM`; anything else is refused
+ * with UNSUPPORTED. A wrong key or an altered JWE fails with CRYPTO.
  */
-export function unwrapJwe(jwe: string | Record<string, unknown>, privateKey: KeyObject): Buffer {
+export function unwrapJwe(
+  jwe: string | FlattenedJwe | Record<string, unknown>,
+  privateKey: KeyObject,
+): Buffer {
   if (privateKey.type !== 'private') {
     throw new CcpipeError('INVALID_INPUT', 'JWE unwrap needs a private key');
   }
@@ -138,12 +180,12 @@ interface ParsedJwe {
   tag: string;
 }
 
-function parseJwe(jwe: string | Record<string, unknown>): ParsedJwe {
+function parseJwe(jwe: string | FlattenedJwe | Record<string, unknown>): ParsedJwe {
   if (typeof jwe === 'string') {
     const text = jwe.trim();
     return text.startsWith('{') ? parseJsonJwe(parseJsonObject(text, 'JWE')) : parseCompact(text);
   }
-  return parseJsonJwe(jwe);
+  return parseJsonJwe({ ...jwe });
 }
 
 function parseCompact(text: string): ParsedJwe {
@@ -209,8 +251,8 @@ function decodeProtected(protectedB64: string): Record<string, unknown> {
 
 function unwrapRecipient(jwe: ParsedJwe, recipient: ParsedRecipient, key: KeyObject): Buffer {
   const header = { ...recipient.header, ...jwe.sharedHeader };
-  const oaepHash = checkHeader(header);
-  const cek = decryptCek(fromBase64Url(recipient.encryptedKey, 'JWE encrypted_key'), key, oaepHash);
+  checkHeader(header);
+  const cek = decryptCek(header, fromBase64Url(recipient.encryptedKey, 'JWE encrypted_key'), key);
 
   const iv = fromBase64Url(jwe.iv, 'JWE iv');
   const tag = fromBase64Url(jwe.tag, 'JWE tag');
@@ -230,11 +272,11 @@ function unwrapRecipient(jwe: ParsedJwe, recipient: ParsedRecipient, key: KeyObj
   }
 }
 
-/** Checks `alg`, `enc`, `zip` and `crit`; returns the OAEP hash for `alg`. */
-function checkHeader(header: Record<string, unknown>): string {
+/** Checks `alg`, `enc`, `zip` and `crit`. */
+function checkHeader(header: Record<string, unknown>): void {
   const alg = header['alg'];
-  const oaepHash = typeof alg === 'string' ? OAEP_HASH_BY_ALG.get(alg) : undefined;
-  if (oaepHash === undefined) {
+  const known = typeof alg === 'string' && (OAEP_HASH_BY_ALG.has(alg) || isEcdhEsAlgorithm(alg));
+  if (!known) {
     throw new CcpipeError('UNSUPPORTED', `JWE alg ${JSON.stringify(alg)} is not supported`);
   }
   if (header['enc'] !== 'A256GCM') {
@@ -244,26 +286,60 @@ function checkHeader(header: Record<string, unknown>): string {
   if (header['zip'] !== undefined || header['crit'] !== undefined) {
     throw new CcpipeError('UNSUPPORTED', 'JWE zip and crit headers are not supported');
   }
-  return oaepHash;
 }
 
-function decryptCek(encryptedKey: Buffer, key: KeyObject, oaepHash: string): Buffer {
-  let cek: Buffer;
-  try {
-    cek = privateDecrypt(
-      { key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash },
-      encryptedKey,
-    );
-  } catch (err) {
-    throw new CcpipeError('CRYPTO', 'JWE encrypted_key does not unwrap with this key', {
-      cause: err,
-    });
+/** Decrypts the CEK with `key`, which must be of the type `alg` needs. */
+function decryptCek(header: Record<string, unknown>, encryptedKey: Buffer, key: KeyObject): Buffer {
+  const alg = String(header['alg']);
+  const oaepHash = OAEP_HASH_BY_ALG.get(alg);
+  const wanted = oaepHash === undefined ? 'ec' : 'rsa';
+  if (key.asymmetricKeyType !== wanted) {
+    const type = String(key.asymmetricKeyType);
+    throw new CcpipeError('CRYPTO', `JWE alg ${alg} cannot be unwrapped with a ${type} key`);
   }
+
+  const cek = oaepHash === undefined
+    ? ecdhEsUnwrap(header, encryptedKey, key)
+    : rsaDecrypt(encryptedKey, key, oaepHash);
   if (cek.length !== CEK_BYTES) {
     cek.fill(0);
     throw new CcpipeError('CRYPTO', `JWE content encryption key is not ${CEK_BYTES} bytes`);
   }
   return cek;
+}
+
+function rsaDecrypt(encryptedKey: Buffer, key: KeyObject, oaepHash: string): Buffer {
+  try {
+    const padding = constants.RSA_PKCS1_OAEP_PADDING;
+    return privateDecrypt({ key, padding, oaepHash }, encryptedKey);
+  } catch (err) {
+    throw new CcpipeError('CRYPTO', 'JWE encrypted_key does not unwrap with this key', {
+      cause: err,
+    });
+  }
+}
+
+function assertRsaBits(publicKey: KeyObject): void {
+  const bits = publicKey.asymmetricKeyDetails?.modulusLength ?? 0;
+  if (bits < MIN_RSA_BITS) {
+    throw new CcpipeError(
+      'UNSUPPORTED',
+      `recipient RSA key has ${bits} bits; at least ${MIN_RSA_BITS} are required`,
+    );
+  }
+}
+
+function checkAlgorithm(
+  algorithm: KeyWrapAlgorithm,
+  allowed: readonly KeyWrapAlgorithm[],
+  keyKind: string,
+): KeyWrapAlgorithm {
+  if (!allowed.includes(algorithm)) {
+    const name = JSON.stringify(algorithm);
+    const problem = `key wrap algorithm ${name} does not fit ${keyKind} key`;
+    throw new CcpipeError('INVALID_INPUT', problem);
+  }
+  return algorithm;
 }
 
 /** One failure is rethrown as is; several become one CRYPTO error listing them as cause. */

@@ -13,7 +13,7 @@ import {
   type BlockCipherKeys,
 } from './block-cipher.js';
 import { assertSha256Digest, assertSize, sha256Digest } from './encoding.js';
-import { assertRecipientKey, unwrapJwe, wrapJwe } from './jwe.js';
+import { assertRecipientKey, unwrapJwe, wrapJwe, type FlattenedJwe } from './jwe.js';
 import { decryptedMediaType, encryptedMediaType } from './media-types.js';
 import {
   KEYS_JWE_ANNOTATION,
@@ -84,7 +84,10 @@ export function createLayerDecryptor(
   const pubopts = decodePubopts(annotations[PUBOPTS_ANNOTATION], what);
   const wrappedKeys = jweWrappedKeys(annotations, what);
 
-  const privopts = unwrapPrivopts(wrappedKeys, privateKeys, encrypted.digest);
+  const privopts = decodePrivoptsOnce(
+    unwrapPrivopts(wrappedKeys, privateKeys, encrypted.digest),
+    encrypted.digest,
+  );
   try {
     const keys = { key: privopts.symkey, nonce: privopts.nonce };
     return new LayerDecryptor(keys, pubopts.hmac, encrypted, privopts.digest);
@@ -251,7 +254,7 @@ function encryptedDescriptor(
     digest: transform.plaintext.digest(),
     nonce: keys.nonce,
   });
-  const jwes = recipients.map((recipient) => wrapJwe(privopts, recipient.publicKey));
+  const jwes = wrapForRecipients(privopts, recipients);
   privopts.fill(0);
   keys.key.fill(0);
   keys.nonce.fill(0);
@@ -281,12 +284,58 @@ function assertEnded(transform: LayerEncryptTransform, what: string): void {
   }
 }
 
-/** Tries every private key against every wrapped key; the first that unwraps wins. */
+/**
+ * Adds `recipients` to the encrypted layer `encrypted` without touching its blob: the privopts
+ * are unwrapped with the first of `privateKeys` that opens one of the layer's wrapped keys,
+ * checked, wrapped again for each new recipient and appended (comma-joined) to the keys.jwe
+ * annotation. Digest, size, media type and pubopts stay as they are.
+ *
+ * NOTE: the unwrapped privopts are re-wrapped byte for byte, so a stale `digest` in them (skopeo
+ * writes one for recompressed layers) stays stale for the new recipients too.
+ */
+export function addLayerRecipients(
+  encrypted: Descriptor,
+  privateKeys: readonly KeyObject[],
+  recipients: readonly Recipient[],
+): Descriptor {
+  const what = describeLayer(encrypted);
+  decryptedMediaType(encrypted.mediaType);
+  assertRecipients(recipients, what);
+  const annotations = encrypted.annotations ?? {};
+  decodePubopts(annotations[PUBOPTS_ANNOTATION], what);
+  const wrappedKeys = jweWrappedKeys(annotations, what);
+
+  const privopts = unwrapPrivopts(wrappedKeys, privateKeys, encrypted.digest);
+  let added: string;
+  try {
+    wipeKeys(decodePrivopts(privopts, what));
+    added = encodeWrappedKeys(wrapForRecipients(privopts, recipients));
+  } finally {
+    privopts.fill(0);
+  }
+
+  const existing = annotations[KEYS_JWE_ANNOTATION];
+  const joined = existing === undefined || existing === '' ? added : `${existing},${added}`;
+  return {
+    ...structuredClone(encrypted),
+    annotations: { ...annotations, [KEYS_JWE_ANNOTATION]: joined },
+  };
+}
+
+function wipeKeys(privopts: PrivateOptions): void {
+  privopts.symkey.fill(0);
+  privopts.nonce.fill(0);
+}
+
+/**
+ * Tries every private key against every wrapped key; the first that unwraps wins. Returns the
+ * raw privopts bytes (the caller wipes them).
+ */
 function unwrapPrivopts(
   wrappedKeys: readonly string[],
   privateKeys: readonly KeyObject[],
   digest: string,
-): PrivateOptions {
+): Buffer {
   if (privateKeys.length === 0) {
     throw new CcpipeError('INVALID_INPUT', `no private keys given for layer ${digest}`);
   }
@@ -296,7 +345,7 @@ function unwrapPrivopts(
     for (const jwe of wrappedKeys) {
       const privopts = tryUnwrap(jwe, privateKey, failures);
       if (privopts !== undefined) {
-        return decodePrivoptsOnce(privopts, digest);
+        return privopts;
       }
     }
   }
@@ -336,12 +385,19 @@ function assertRecipients(recipients: readonly Recipient[], what: string): void 
   }
   for (const [i, recipient] of recipients.entries()) {
     try {
-      assertRecipientKey(recipient.publicKey);
+      assertRecipientKey(recipient.publicKey, recipient.algorithm);
     } catch (err) {
       const code = isCcpipeError(err) ? err.code : 'INVALID_INPUT';
-      throw new CcpipeError(code, `${what}: recipient ${i} is unusable`, { cause: err });
+      const name = recipient.source === undefined ? `${i}` : `${i} (${recipient.source})`;
+      throw new CcpipeError(code, `${what}: recipient ${name} is unusable`, { cause: err });
     }
   }
+}
+
+function wrapForRecipients(privopts: Buffer, recipients: readonly Recipient[]): FlattenedJwe[] {
+  return recipients.map((recipient) =>
+    wrapJwe(privopts, recipient.publicKey, { algorithm: recipient.algorithm }),
+  );
 }
 
 /** Checks a descriptor's digest and size fields; returns `layer <digest>` for messages. */

@@ -1,8 +1,12 @@
 /**
  * The image manifest of an encrypted image. Encrypted layers only travel in OCI image manifests,
  * so a Docker schema 2 manifest is rewritten as OCI: manifest, config and layer media types.
+ * Also: which layers to encrypt (skopeo's `--encrypt-layer`), adding recipients to an encrypted
+ * image, and the manifest of a decrypted image.
  */
+import type { KeyObject } from 'node:crypto';
 import { CcpipeError } from '../errors.js';
+import { addLayerRecipients } from './layer.js';
 import {
   DOCKER_CONFIG,
   DOCKER_MANIFEST,
@@ -13,7 +17,7 @@ import {
   isEncryptedMediaType,
   ociLayerMediaType,
 } from './media-types.js';
-import type { Descriptor, ImageManifest } from './types.js';
+import type { Descriptor, ImageManifest, Recipient } from './types.js';
 
 /**
  * A new OCI image manifest with `encryptedLayers` in place of `manifest.layers`, index for index.
@@ -107,4 +111,82 @@ function assertEncryptedFrom(original: Descriptor, layer: Descriptor, i: number)
         `the original ${original.digest} is ${original.size}`,
     );
   }
+}
+
+/**
+ * The indexes of the layers to encrypt, as skopeo's `--encrypt-layer` reads them: no indexes
+ * (undefined or empty) means every layer; `0` is the bottom layer, `-1` the top one. Throws
+ * INVALID_INPUT for an index outside the image.
+ *
+ * NOTE: containers/image skips out-of-range indexes silently; we refuse them, since a typo
+ * would otherwise leave a layer in the clear.
+ */
+export function selectLayers(layerCount: number, indexes?: readonly number[]): Set<number> {
+  if (indexes === undefined || indexes.length === 0) {
+    return new Set(Array.from({ length: layerCount }, (_, i) => i));
+  }
+
+  const selected = new Set<number>();
+  for (const index of indexes) {
+    const absolute = index < 0 ? layerCount + index : index;
+    if (!Number.isInteger(index) || absolute < 0 || absolute >= layerCount) {
+      throw new CcpipeError(
+        'INVALID_INPUT',
+        `layer index ${index} is outside the image's ${layerCount} layers`,
+      );
+    }
+    selected.add(absolute);
+  }
+  return selected;
+}
+
+/**
+ * Adds `recipients` to every encrypted layer of `manifest` (see `addLayerRecipients`): the
+ * layer blobs, config and plain layers are untouched, only the keys.jwe annotations grow, so
+ * only the new manifest has to be pushed. Throws INVALID_INPUT when no layer is encrypted and
+ * CRYPTO when `privateKeys` open none of a layer's wrapped keys.
+ */
+export function addRecipients(
+  manifest: ImageManifest,
+  privateKeys: readonly KeyObject[],
+  recipients: readonly Recipient[],
+): ImageManifest {
+  assertManifest(manifest);
+  if (!manifest.layers.some((layer) => isEncryptedMediaType(layer.mediaType))) {
+    throw new CcpipeError('INVALID_INPUT', 'add recipients: the image has no encrypted layer');
+  }
+
+  const copy = structuredClone(manifest);
+  return {
+    ...copy,
+    layers: copy.layers.map((layer) =>
+      isEncryptedMediaType(layer.mediaType)
+        ? addLayerRecipients(layer, privateKeys, recipients)
+        : layer,
+    ),
+  };
+}
+
+/**
+ * The manifest of the decrypted image: `decryptedLayers[i]` (from `decryptedDescriptor`, or the
+ * original descriptor of a plain layer) in place of each layer. The manifest stays OCI, as
+ * skopeo leaves it; the config is untouched.
+ */
+export function decryptedManifest(
+  manifest: ImageManifest,
+  decryptedLayers: readonly Descriptor[],
+): ImageManifest {
+  assertManifest(manifest);
+  if (decryptedLayers.length !== manifest.layers.length) {
+    const counts = `${decryptedLayers.length} layers for ${manifest.layers.length}`;
+    throw new CcpipeError('INVALID_INPUT', `decrypted manifest: got ${counts}`);
+  }
+
+  const layers = decryptedLayers.map((layer, i) => {
+    if (isEncryptedMediaType(layer.mediaType)) {
+      throw new CcpipeError('INVALID_INPUT', `decrypted manifest: layer ${i} is still encrypted`);
+    }
+    return structuredClone(layer);
+  });
+  return { ...structuredClone(manifest), layers };
 }

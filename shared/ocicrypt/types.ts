@@ -1,12 +1,17 @@
 /** Types the ocicrypt module shares with the OCI module, plus its own. */
 import type { KeyObject } from 'node:crypto';
+import type { KeyWrapAlgorithm } from './jwe.js';
 
 export type { Descriptor, ImageManifest } from '../oci/manifest.js';
 
 /** One recipient of a layer's wrapped keys. */
 export interface Recipient {
-  /** An RSA public key of at least 2048 bits. */
+  /** An RSA public key of at least 2048 bits, or an EC public key on P-256, P-384 or P-521. */
   publicKey: KeyObject;
+  /** Key encryption; default `RSA-OAEP` for RSA keys, `ECDH-ES+A256KW` for EC keys. */
+  algorithm?: KeyWrapAlgorithm;
+  /** Where the key came from (Key Vault key id, file path), for error messages. */
+  source?: string;
 }
 
 /**

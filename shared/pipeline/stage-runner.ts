@@ -63,6 +63,9 @@ export async function runStage(
   const run = await recordSuccess(services, invocation, outputs, Date.now() - started);
   if (definition.next) await sendNext(services, runId, stage, definition.next(run));
   log.info('stage done', { durationMs: Date.now() - started });
+  if (run.status === 'succeeded') {
+    log.info('run succeeded', { reference: run.source.repository, digest: run.source.digest });
+  }
 }
 
 /**

@@ -161,6 +161,19 @@ describe('push → convert → encrypt → register → deploy on the local stac
     );
   });
 
+  it('serves the run record at /api/runs/{runId} to callers with the secret', async () => {
+    const url = `${stack.host.url}/api/runs/${run.runId}`;
+    const ok = await fetch(url, { headers: { authorization: `Bearer ${SECRET}` } });
+    expect(ok.status).toBe(200);
+    expect(await ok.json()).toMatchObject({ runId: run.runId, status: 'succeeded' });
+
+    expect((await fetch(url)).status).toBe(401);
+    const missing = await fetch(`${stack.host.url}/api/runs/${'0'.repeat(32)}`, {
+      headers: { authorization: `Bearer ${SECRET}` },
+    });
+    expect(missing.status).toBe(404);
+  });
+
   it('turns the same push event delivered twice into one run and one deployment', async () => {
     const event = distributionEnvelope(stack.registry, REPOSITORY, pushedDigest, 'v1');
     const first = await postEvent(stack, event, SECRET);

@@ -98,35 +98,6 @@ describe('retries', () => {
     expect(server.requests.map((r) => r.method)).toEqual(['PUT', 'PUT']);
   });
 
-  it('does not retry a streamed PATCH, whose body cannot be replayed', async () => {
-    const server = await fake((req, res) => {
-      if (req.method === 'POST') return void res.writeHead(202, { location: '/up/1' }).end();
-      if (req.method === 'PATCH') return void res.writeHead(503).end();
-      res.writeHead(204).end();
-    });
-    await expect(clientFor(server).pushBlobStream(`${server.host}/team/app`,
-      chunked(randomBytes(1000)))).rejects.toMatchObject({ code: 'UPSTREAM', status: 503 });
-    expect(server.requests.map((r) => r.method)).toEqual(['POST', 'PATCH', 'DELETE']);
-  });
-
-  it('reports a failing source stream with its cause and cancels the session', async () => {
-    const server = await fake((req, res) => {
-      if (req.method === 'POST') return void res.writeHead(202, { location: '/up/3' }).end();
-      res.writeHead(req.method === 'DELETE' ? 204 : 202, { location: '/up/3' }).end();
-    });
-    async function* failing() {
-      yield Buffer.alloc(1000, 1);
-      throw new Error('disk read failed');
-    }
-    const source = Readable.from(failing(), { objectMode: false });
-    const error = await rejectionOf(clientFor(server).pushBlobStream(`${server.host}/team/app`,
-      source));
-    expect(error).toMatchObject({ code: 'UPSTREAM', message: expect.stringContaining('source') });
-    expect((error.cause as Error).message).toBe('disk read failed');
-    expect(server.requests.map((r) => r.method)).toContain('DELETE');
-    expect(server.requests.map((r) => r.method)).not.toContain('PUT');
-  });
-
   it('retries connection failures and reports them as UPSTREAM', async () => {
     const port = await closedPort();
     const host = `127.0.0.1:${port}`;
@@ -190,34 +161,20 @@ describe('upload locations', () => {
       res.writeHead(400).end();
     });
 
-    const pushed = await clientFor(server).pushBlobStream(`${server.host}/team/app`,
-      chunked(content, 10_000), { digest, size: content.length });
+    const pushed = await clientFor(server, { chunkSize: 200_000 }).pushBlobStream(
+      `${server.host}/team/app`, chunked(content, 10_000), { digest, size: content.length });
     expect(pushed).toEqual({ digest, size: content.length });
 
-    const [head, post, patch, put] = server.requests;
+    const [head, post, first, second, put] = server.requests;
     expect(head?.method).toBe('HEAD');
     expect(post?.url).toBe('/v2/team/app/blobs/uploads/');
-    expect(patch?.url).toBe('/upload/7?_state=first');
-    expect(patch?.headers['transfer-encoding']).toBe('chunked');
-    expect(patch?.body.equals(content)).toBe(true);
+    expect(first?.url).toBe('/upload/7?_state=first');
+    expect(first?.headers['content-range']).toBe('0-199999');
+    expect(second?.url).toBe('/upload/7?_state=second');
+    expect(second?.headers['content-range']).toBe('200000-299999');
+    expect(Buffer.concat([first!.body, second!.body]).equals(content)).toBe(true);
     expect(put?.url).toBe(`/upload/7?_state=second&digest=${encodeURIComponent(digest)}`);
     expect(put?.body.length).toBe(0);
-  });
-
-  it('fails when the registry reports receiving fewer bytes than were streamed', async () => {
-    const server = await fake((req, res) => {
-      if (req.method === 'POST') return void res.writeHead(202, { location: '/up/5' }).end();
-      if (req.method === 'PATCH') {
-        return void res.writeHead(202, { location: '/up/5', range: '0-99' }).end();
-      }
-      res.writeHead(req.method === 'DELETE' ? 204 : 201).end();
-    });
-    await expect(clientFor(server).pushBlobStream(`${server.host}/team/app`,
-      chunked(randomBytes(1000)))).rejects.toMatchObject({
-      code: 'UPSTREAM',
-      message: expect.stringContaining('received 100 of 1000 bytes'),
-    });
-    expect(server.requests.map((r) => r.method)).toEqual(['POST', 'PATCH', 'DELETE']);
   });
 
   it('sends a monolithic upload as one PUT with the content', async () => {

@@ -166,7 +166,8 @@ describe('JWE key wrapping', () => {
   it.each([
     [{ alg: 'RSA1_5', enc: 'A256GCM' }, /alg "RSA1_5" is not supported/],
     [{ alg: 'dir', enc: 'A256GCM' }, /alg "dir" is not supported/],
-    [{ alg: 'ECDH-ES+A256KW', enc: 'A256GCM' }, /alg "ECDH-ES\+A256KW" is not supported/],
+    [{ alg: 'ECDH-ES', enc: 'A256GCM' }, /alg "ECDH-ES" is not supported/],
+    [{ alg: 'ECDH-ES+A256GCMKW', enc: 'A256GCM' }, /alg "ECDH-ES\+A256GCMKW" is not supported/],
     [{ enc: 'A256GCM' }, /alg undefined is not supported/],
     [{ alg: 'RSA-OAEP', enc: 'A128CBC-HS256' }, /enc "A128CBC-HS256" is not supported/],
     [{ alg: 'RSA-OAEP', enc: 'A128GCM' }, /enc "A128GCM" is not supported/],
@@ -191,12 +192,14 @@ describe('JWE key wrapping', () => {
     );
   });
 
-  it('refuses recipient keys that are small, not RSA or not public', async () => {
+  it('refuses recipient keys that are small, of another type or curve, or not public', async () => {
     const small = generateKeyPairSync('rsa', { modulusLength: 1024 });
-    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const k1 = generateKeyPairSync('ec', { namedCurve: 'secp256k1' });
+    const ed = generateKeyPairSync('ed25519');
 
     await expectFailure(() => wrapJwe(message, small.publicKey), 'UNSUPPORTED', /1024 bits/);
-    await expectFailure(() => wrapJwe(message, ec.publicKey), 'UNSUPPORTED', /type ec/);
+    await expectFailure(() => wrapJwe(message, k1.publicKey), 'UNSUPPORTED', /curve secp256k1/);
+    await expectFailure(() => wrapJwe(message, ed.publicKey), 'UNSUPPORTED', /type ed25519/);
     await expectFailure(() => wrapJwe(message, alice.privateKey), 'INVALID_INPUT', /public key/);
     await expectFailure(
       () => unwrapJwe({ ...wrapJwe(message, alice.publicKey) }, alice.publicKey),

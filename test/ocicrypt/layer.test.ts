@@ -476,7 +476,7 @@ describe('decryptedDescriptor', () => {
       mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
       digest: `sha256:${'2'.repeat(64)}`,
       size: 42,
-      platform: { os: 'linux' },
+      platform: { os: 'linux', architecture: 'amd64' },
       annotations: { 'org.example.kept': 'yes' },
     });
     expect(encrypted.annotations).toHaveProperty(PUBOPTS);

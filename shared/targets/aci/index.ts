@@ -47,6 +47,14 @@ function convertConfig(config: ImageConfigLike, sourceDigest: string): ImageConf
     throw new CcpipeError('INVALID_INPUT', `source digest ${sourceDigest} is not sha256:<hex>`);
   }
   const runtime = config.config ?? {};
+  if (!runtime.Entrypoint?.length && !runtime.Cmd?.length) {
+    // The CCE policy pins the command the container runs; without one there is nothing to pin.
+    throw new CcpipeError(
+      'INVALID_INPUT',
+      `image ${sourceDigest} has neither Entrypoint nor Cmd in its config; ` +
+        'the aci target needs the command the container runs',
+    );
+  }
   const Labels = {
     ...(runtime.Labels ?? {}),
     [SOURCE_DIGEST_LABEL]: sourceDigest,
