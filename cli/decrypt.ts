@@ -101,6 +101,8 @@ export interface DecryptReport {
   reference: string;
   manifestDigest: string;
   layers: LayerReport[];
+  /** Where `--output` asked to write. */
+  output?: LayoutTarget;
   /** Set when the decrypted image was written. */
   written?: LayoutTarget & { manifestDigest: string };
   /** A failure that is not one layer's (manifest, config, output). */
@@ -216,8 +218,11 @@ export async function decryptImage(
     manifestDigest: image.manifestDigest,
     layers,
   };
-  if (args.output !== undefined && layers.every((layer) => layer.error === undefined)) {
-    await writeOutput(report, image, args.output);
+  if (args.output !== undefined) {
+    report.output = args.output;
+    if (layers.every((layer) => layer.error === undefined)) {
+      await writeOutput(report, image, args.output);
+    }
   }
   return report;
 }
@@ -225,7 +230,7 @@ export async function decryptImage(
 /** The report as printed: one line per layer, failures spelled out, a summary line. */
 export function formatReport(report: DecryptReport): string {
   const lines = [`ccpipe decrypt ${report.reference}@${report.manifestDigest}`];
-  lines.push('  #  layer            size         hmac  digest  diffID  result');
+  lines.push(columns(['#', 'layer', 'size', 'hmac', 'digest', 'diffID', 'result']));
   for (const layer of report.layers) {
     lines.push(layerLine(layer));
   }
@@ -237,11 +242,21 @@ export function formatReport(report: DecryptReport): string {
   if (report.error !== undefined) lines.push(`  ${report.error}`);
 
   const failed = report.layers.filter((layer) => layer.error !== undefined).length;
-  const outcome = report.written
-    ? `wrote oci:${report.written.dir}:${report.written.tag} (${report.written.manifestDigest})`
-    : 'nothing written';
-  lines.push(`${report.layers.length - failed} of ${report.layers.length} layers ok; ${outcome}`);
+  lines.push(`${report.layers.length - failed} of ${report.layers.length} layers ok; ` +
+    outcome(report));
   return `${lines.join('\n')}\n`;
+}
+
+function outcome(report: DecryptReport): string {
+  const { written, output } = report;
+  if (written !== undefined) {
+    return `wrote oci:${written.dir}:${written.tag} (${written.manifestDigest})`;
+  }
+  if (output !== undefined) {
+    return `image not written to oci:${output.dir}:${output.tag} ` +
+      '(verified layer blobs stay in its blobs/)';
+  }
+  return 'verified only, nothing written';
 }
 
 /** True when every layer passed and nothing else failed. */
@@ -416,13 +431,21 @@ async function readIndex(path: string): Promise<{ manifests: Descriptor[] }> {
 function layerLine(layer: LayerReport): string {
   const { hmac, digest, diffId } = layer.checks;
   const result = layer.error !== undefined ? 'FAILED' : layer.encrypted ? 'decrypted' : 'plain';
+  const short = `${layer.digest.slice(0, 19)}…`;
+  return columns([String(layer.index), short, String(layer.size), hmac, digest, diffId, result]);
+}
+
+/** One report line: index and size right-aligned, the rest left-aligned. */
+function columns(cells: readonly string[]): string {
+  const [index = '', layer = '', size = '', ...checks] = cells;
+  const [hmac = '', digest = '', diffId = '', result = ''] = checks;
   return [
-    String(layer.index).padStart(3),
-    `${layer.digest.slice(0, 19)}…`.padEnd(16),
-    String(layer.size).padStart(12),
-    hmac.padEnd(5),
-    digest.padEnd(7),
-    diffId.padEnd(7),
+    index.padStart(3),
+    layer.padEnd(20),
+    size.padStart(12),
+    hmac.padEnd(6),
+    digest.padEnd(6),
+    diffId.padEnd(6),
     result,
   ].join('  ');
 }

@@ -22,8 +22,6 @@ export interface Config {
   target: 'aci';
   /** Output repository = source repository + suffix. `CCPIPE_OUTPUT_SUFFIX`, default `-cc`. */
   outputSuffix: string;
-  /** Tag suffix of the encrypted image. `CCPIPE_ENCRYPTED_TAG_SUFFIX`, default `-encrypted`. */
-  encryptedTagSuffix: string;
   /** Part of every run id: bump it to re-run images under new settings. `CCPIPE_CONFIG_VERSION`. */
   configVersion: string;
   /** Azure Attestation endpoint named in release policies. `CCPIPE_MAA_ENDPOINT`. */
@@ -66,11 +64,11 @@ export function loadConfig(env: Env = process.env): Config {
     plainHttpRegistries: plainHttp(env.CCPIPE_PLAIN_HTTP_REGISTRIES),
     registryCredentials: username && password ? { username, password } : undefined,
     target: target(env.CCPIPE_TARGET ?? 'aci'),
-    outputSuffix: nonEmpty('CCPIPE_OUTPUT_SUFFIX', env.CCPIPE_OUTPUT_SUFFIX ?? '-cc'),
-    encryptedTagSuffix: env.CCPIPE_ENCRYPTED_TAG_SUFFIX ?? '-encrypted',
+    outputSuffix: matching('CCPIPE_OUTPUT_SUFFIX', env.CCPIPE_OUTPUT_SUFFIX ?? '-cc', SUFFIX),
     configVersion: env.CCPIPE_CONFIG_VERSION ?? '1',
-    maaEndpoint: env.CCPIPE_MAA_ENDPOINT ?? 'https://sharedeus2.eus2.attest.azure.net',
-    namespace: env.CCPIPE_NAMESPACE ?? 'ccpipe-apps',
+    maaEndpoint: httpsUrl('CCPIPE_MAA_ENDPOINT', env.CCPIPE_MAA_ENDPOINT ??
+      'https://sharedeus2.eus2.attest.azure.net'),
+    namespace: matching('CCPIPE_NAMESPACE', env.CCPIPE_NAMESPACE ?? 'ccpipe-apps', DNS_LABEL),
     host: env.CCPIPE_HOST ?? '127.0.0.1',
     port: parsePort(env, 'CCPIPE_PORT', 7071),
     maxDequeueCount: integer(env, 'CCPIPE_MAX_DEQUEUE_COUNT', 5, 1, 100),
@@ -86,9 +84,29 @@ function required(env: Env, name: string): string {
   return value;
 }
 
-function nonEmpty(name: string, value: string): string {
-  if (!value.trim()) throw configError(name, 'must not be empty');
+/** Repository characters, starting with a separator so it reads as a suffix (`-cc`). */
+const SUFFIX = { pattern: /^[-._][a-z0-9._-]{1,62}$/, rule: 'a separator then 1-62 of [a-z0-9._-]' };
+const DNS_LABEL = {
+  pattern: /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/,
+  rule: 'a DNS-1123 label (a-z, 0-9, -, at most 63)',
+};
+
+function matching(name: string, value: string, format: { pattern: RegExp; rule: string }) {
+  if (!format.pattern.test(value)) throw configError(name, `must be ${format.rule}, got "${value}"`);
   return value;
+}
+
+function httpsUrl(name: string, value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw configError(name, `must be an https URL, got "${value}"`);
+  }
+  if (url.protocol !== 'https:' || url.pathname !== '/' || url.search || url.username) {
+    throw configError(name, `must be an https URL with a host only, got "${value}"`);
+  }
+  return `https://${url.host}`;
 }
 
 function list(value: string): string[] {

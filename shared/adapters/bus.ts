@@ -23,5 +23,9 @@ export interface PoisonRecord {
   reason: string;
   failedAt: string;
   dequeueCount?: number;
+  /** The message body; cut when very large, see `bodyBytes`. */
   body: string;
+  /** Set when `body` was cut: the whole body's length and SHA-256. */
+  bodyBytes?: number;
+  bodySha256?: string;
 }

@@ -108,7 +108,9 @@ export function parseRegistryEvent(value: unknown, context: EventContext): Event
   if (skipped !== undefined) return ignore(eventId, skipped);
 
   const repository = parseRepository(own(target, 'repository'), at('target.repository'));
-  if (repository.endsWith(context.outputSuffix)) return ignore(eventId, 'ccpipe output');
+  if (isOutputRepository(repository, context.outputSuffix)) {
+    return ignore(eventId, 'ccpipe output');
+  }
 
   // A valid OCI digest, but one the pipeline cannot verify: skipped rather than refused, so the
   // other events of the request still count.
@@ -226,4 +228,13 @@ function parseRegistry(event: JsonObject, target: JsonObject, path: string): str
   const authority = URL_AUTHORITY.exec(url)?.[1];
   if (authority === undefined) invalid(urlField, `${describe(url)} is not an absolute URL`);
   return normalizeRegistryHost(authority, urlField);
+}
+
+/**
+ * ccpipe writes converted images to `<repository><suffix>` and encrypted ones to
+ * `<repository><suffix>/encrypted`: a repository ending in the suffix, or with a path component
+ * ending in it, is ccpipe's own output and never a source.
+ */
+export function isOutputRepository(repository: string, outputSuffix: string): boolean {
+  return repository.endsWith(outputSuffix) || repository.includes(`${outputSuffix}/`);
 }

@@ -63,17 +63,18 @@ export class AcrTokenCredentials implements RegistryTokenProvider {
     const cached = this.access.get(key);
     if (cached && cached.expiresAt > this.now()) return cached;
 
-    const issued = await this.accessToken(request, false).catch((err: unknown) => {
+    const refreshToken = await this.refreshToken(request, false);
+    const issued = await this.accessToken(request, refreshToken).catch(async (err: unknown) => {
       // A refresh token ACR no longer accepts is replaced once.
       if (!(err instanceof RegistryError) || err.status !== 401) throw err;
-      return this.accessToken(request, true);
+      return this.accessToken(request, await this.refreshToken(request, true));
     });
     this.access.set(key, issued);
     return issued;
   }
 
-  private async accessToken(request: TokenRequest, renew: boolean): Promise<Cached> {
-    const refreshToken = await this.refreshToken(request, renew);
+  /** ACR refresh token → ACR access token for the request's scopes. */
+  private async accessToken(request: TokenRequest, refreshToken: Cached): Promise<Cached> {
     const form = new URLSearchParams({
       grant_type: 'refresh_token',
       service: request.service,
@@ -124,7 +125,8 @@ export class AcrTokenCredentials implements RegistryTokenProvider {
   private expiry(token: string, body: Record<string, unknown>, fallback: number): number {
     const now = this.now();
     const exp = jwtExpiry(token);
-    const expiresIn = typeof body.expires_in === 'number' ? now + body.expires_in * 1000 : undefined;
+    const expiresIn =
+      typeof body.expires_in === 'number' ? now + body.expires_in * 1000 : undefined;
     const at = exp ?? expiresIn ?? fallback;
     return Math.max(now, at - EXPIRY_MARGIN_MS);
   }

@@ -27,7 +27,7 @@ import type { Call, RegistryTransport } from './transport.js';
 /** The bytes of the OCI empty blob, `{}`. */
 export const EMPTY_BLOB: Buffer = Buffer.from('{}');
 
-/** The OCI empty descriptor: config of artifacts without one, and their layer when they have none. */
+/** The OCI empty descriptor: config of configless artifacts, layer of layerless ones. */
 export const EMPTY_DESCRIPTOR: Readonly<Descriptor> = Object.freeze({
   mediaType: OCI_EMPTY,
   digest: sha256Digest(EMPTY_BLOB),

@@ -619,9 +619,27 @@ function causeText(err: unknown): string {
   return detail ? `${base} (${detail})` : base;
 }
 
+/**
+ * The request's scopes plus the challenge's, one per resource with the actions united
+ * (`repository:a:pull,push` and `repository:a:push,pull` are one scope).
+ */
 function mergeScopes(scopes: string[], challengeScope: string | undefined): string[] {
   const extra = challengeScope ? challengeScope.split(' ').filter(Boolean) : [];
-  return [...new Set([...scopes, ...extra])];
+  const byResource = new Map<string, string[]>();
+  for (const scope of [...scopes, ...extra]) {
+    const cut = scope.lastIndexOf(':');
+    if (cut <= scope.indexOf(':')) {
+      byResource.set(scope, []);
+      continue;
+    }
+    const actions = byResource.get(scope.slice(0, cut)) ?? [];
+    for (const action of scope.slice(cut + 1).split(',')) {
+      if (action && !actions.includes(action)) actions.push(action);
+    }
+    byResource.set(scope.slice(0, cut), actions);
+  }
+  return [...byResource].map(([resource, actions]) =>
+    actions.length > 0 ? `${resource}:${actions.join(',')}` : resource);
 }
 
 function parseRealm(realm: string | undefined, what: string): URL {

@@ -21,6 +21,7 @@ import type { Services } from './services.js';
 import type { StageDefinition } from './stage-runner.js';
 import { outputReference, sourceReference } from './references.js';
 import { savePolicy } from './artefacts.js';
+import { ensureBlobs } from './blobs.js';
 
 export function convertStage(services: Services): StageDefinition {
   return {
@@ -40,7 +41,7 @@ async function convertImage(services: Services, run: RunRecord, log: Logger): Pr
   log.info('source image resolved', { digest: image.manifestDigest, layers: image.manifest.layers.length });
 
   const dst = outputReference(run.source, config.outputSuffix);
-  await copyLayers(registry, src, dst, image.manifest.layers, log);
+  await ensureBlobs(registry, src, dst, image.manifest.layers, log);
 
   const newConfig = target.convertConfig(image.config, run.source.digest);
   const configBytes = Buffer.from(JSON.stringify(newConfig));
@@ -73,26 +74,6 @@ async function convertImage(services: Services, run: RunRecord, log: Logger): Pr
       policyDigest,
     },
   };
-}
-
-/** Makes every layer blob present in the output repository: mount first, stream if refused. */
-async function copyLayers(
-  registry: RegistryClient,
-  src: ImageReference,
-  dst: ImageReference,
-  layers: Descriptor[],
-  log: Logger,
-): Promise<void> {
-  for (const layer of layers) {
-    if (await registry.hasBlob(dst, layer.digest)) continue;
-    if (src.registry === dst.registry && await registry.mountBlob(dst, layer.digest, src.repository)) {
-      continue;
-    }
-
-    log.debug('streaming layer into the output repository', { digest: layer.digest });
-    const blob = await registry.openBlob(src, layer);
-    await registry.pushBlobStream(dst, blob, { digest: layer.digest, size: layer.size });
-  }
 }
 
 const OCI_LAYER_OF: Record<string, string> = {

@@ -23,6 +23,7 @@ import { encryptedReference } from './references.js';
 import type { Services } from './services.js';
 import type { StageDefinition } from './stage-runner.js';
 import { mapBounded } from './concurrency.js';
+import { ensureBlobs } from './blobs.js';
 
 export function encryptStage(services: Services): StageDefinition {
   return {
@@ -44,7 +45,8 @@ async function encryptImage(services: Services, run: RunRecord, log: Logger): Pr
   const key = await services.keys.ensureKey(run.application);
   const recipients: Recipient[] = [{ publicKey: key.publicKey }];
 
-  const dst = encryptedReference(run.source, config.outputSuffix, config.encryptedTagSuffix);
+  const dst = encryptedReference(run.source, config.outputSuffix);
+  await ensureBlobs(registry, src, dst, [manifest.config], log);
   const layers = await mapBounded(manifest.layers, config.layerConcurrency, (layer) =>
     encryptLayer(registry, src, dst, layer, recipients, log),
   );

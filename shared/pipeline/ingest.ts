@@ -14,7 +14,7 @@ import {
 } from '../ingest/index.js';
 import type { Logger } from '../log.js';
 import { deriveRunId } from '../runs/run-id.js';
-import { applicationOf, type RunRecord } from '../runs/run-record.js';
+import { applicationOf, STAGES, type RunRecord } from '../runs/run-record.js';
 import type { Services } from './services.js';
 
 export interface WebhookRequest {
@@ -138,20 +138,47 @@ export async function startRun(
   return { runId, reference, duplicate: true };
 }
 
+/** How long the worker that created a run has to send its convert message. */
+const SEND_GRACE_MS = 30_000;
+
 /**
- * The run exists. If its convert message was never recorded as sent (the first delivery failed
- * between creating the run and sending), send it now; the convert stage drops duplicates.
+ * The run exists. A failed run is reopened and started again (a push after a fix retries it).
+ * If the convert message was never recorded as sent and the creator had time enough, the first
+ * delivery died between creating the run and sending: send it now; convert drops duplicates.
  */
 async function resendIfLost(services: Services, runId: string, source: SourceImage, log: Logger) {
   const existing = await services.runs.get(runId);
   if (!existing) throw new CcpipeError('INTERNAL', `run ${runId} vanished after create`);
 
-  if (existing.run.convertQueuedAt) {
-    log.info('duplicate push event; run already exists', { status: existing.run.status });
+  const { run } = existing;
+  if (run.status === 'failed') {
+    await reopen(services, runId);
+    log.warn('failed run started again by a new push event', { previousError: run.error?.reason });
+    await sendConvert(services, runId, source);
+    return;
+  }
+
+  const creatorHadTime = Date.now() - Date.parse(run.createdAt) > SEND_GRACE_MS;
+  if (run.convertQueuedAt || !creatorHadTime) {
+    log.info('duplicate push event; run already exists', { status: run.status });
     return;
   }
   log.warn('run exists but its convert message was never sent; sending it now');
   await sendConvert(services, runId, source);
+}
+
+/** Clears a failed run's error and unfinished stages; finished stages are kept and skipped. */
+async function reopen(services: Services, runId: string): Promise<void> {
+  await services.runs.update(runId, (run) => {
+    if (run.status !== 'failed') return undefined;
+    run.status = 'accepted';
+    delete run.error;
+    delete run.convertQueuedAt;
+    for (const stage of STAGES) {
+      if (run.stages[stage]?.status !== 'done') delete run.stages[stage];
+    }
+    return run;
+  });
 }
 
 async function sendConvert(services: Services, runId: string, source: SourceImage) {

@@ -15,9 +15,12 @@ export function outputReference(source: SourceImage, suffix: string): ImageRefer
   return ImageReference.parse(`${source.registry}/${source.repository}${suffix}:${tag}`);
 }
 
-/** The encrypted image: the output repository, tag + suffix. */
-export function encryptedReference(source: SourceImage, suffix: string, tagSuffix: string) {
+/**
+ * The encrypted image: `<output repository>/encrypted`, same tag. Converted and encrypted images
+ * live in repositories no source can map to (ingest ignores both), so no push can overwrite one
+ * with the other.
+ */
+export function encryptedReference(source: SourceImage, suffix: string): ImageReference {
   const converted = outputReference(source, suffix);
-  const tag = `${converted.tag ?? 'latest'}${tagSuffix}`.slice(0, 128);
-  return converted.withTag(tag);
+  return converted.withRepository(`${converted.repository}/encrypted`);
 }

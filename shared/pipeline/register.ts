@@ -12,6 +12,8 @@ import type { RunOutputs, RunRecord } from '../runs/run-record.js';
 import { getTarget } from '../targets/index.js';
 import { LEDGER_BLOB, type Services } from './services.js';
 import type { StageDefinition } from './stage-runner.js';
+import { withBlobLock } from './lock.js';
+import { keyNameFor } from '../names.js';
 
 /** How many earlier measurements a release policy keeps beside the newest. */
 export const KEEP_PREVIOUS_MEASUREMENTS = 2;
@@ -40,14 +42,18 @@ async function registerMeasurement(
     policyText: '',
     layerHashes: measurement.layerHashes,
   });
-  const existing = await services.keys.getReleasePolicy(run.application);
-  const policy = addMeasurement(
-    existing,
-    services.config.maaEndpoint,
-    claims,
-    KEEP_PREVIOUS_MEASUREMENTS,
-  );
-  const key = await services.keys.setReleasePolicy(run.application, policy);
+  // Read-modify-write of the release policy, one run of an application at a time.
+  const key = await withBlobLock(services.artefacts, `release-policy-${keyNameFor(run.application)}`,
+    async () => {
+      const existing = await services.keys.getReleasePolicy(run.application);
+      const policy = addMeasurement(
+        existing,
+        services.config.maaEndpoint,
+        claims,
+        KEEP_PREVIOUS_MEASUREMENTS,
+      );
+      return services.keys.setReleasePolicy(run.application, policy);
+    });
   log.info('release policy updated', { keyId: key.id, keyVersion: key.version });
 
   await services.ledger.createIfNotExists();

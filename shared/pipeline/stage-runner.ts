@@ -95,6 +95,8 @@ const CLAIM_LEASE_MS = 10 * 60_000;
 async function claim(services: Services, inv: StageInvocation): Promise<RunRecord | undefined> {
   let mine = false;
   const run = await services.runs.update(inv.runId, (run) => {
+    // Called again with a fresh record after a lost ETag race: decide anew each time.
+    mine = false;
     const state = run.stages[inv.stage];
     const leaseLive = state?.status === 'running' &&
       Date.now() - Date.parse(state.startedAt) < CLAIM_LEASE_MS &&

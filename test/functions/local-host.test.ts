@@ -129,6 +129,20 @@ describe('local host', () => {
     expect(record?.reason).toMatch(/INVALID_INPUT: message field runId is malformed/);
   });
 
+  it('parks a message that is not base64, or is very large, with its reason', async () => {
+    const queue = await bus.queue('convert');
+    await queue.sendMessage('not base64 {"kind": "raw"}');
+    const big = JSON.stringify({ kind: 'bad', pad: 'x'.repeat(40_000) });
+    await queue.sendMessage(Buffer.from(big).toString('base64'));
+
+    await until(async () => (await poisonRecords()).some((r) => r.body.includes('"raw"')));
+    await until(async () => (await poisonRecords()).some((r) => r.bodyBytes === big.length));
+    const raw = (await poisonRecords()).find((r) => r.body.includes('"raw"'));
+    expect(raw?.body).toBe('not base64 {"kind": "raw"}');
+    // The probe throws a plain SyntaxError, which counts as retryable.
+    expect(raw?.reason).toMatch(/probe failed after 5 deliveries: Unexpected token/);
+  });
+
   it('serves HTTP functions under /api and refuses what it cannot route', async () => {
     const ok = await fetch(`${host.url}/api/echo`, { method: 'POST', body: 'hi' });
     expect(await ok.json()).toEqual({ got: 'hi' });

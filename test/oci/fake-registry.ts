@@ -253,7 +253,9 @@ function referrers(
   const page = Number(url.searchParams.get('page') ?? '0');
   const size = options.pageSize ?? (all.length || 1);
   const manifests = all.slice(page * size, (page + 1) * size);
-  const headers: Record<string, string> = { 'content-type': 'application/vnd.oci.image.index.v1+json' };
+  const headers: Record<string, string> = {
+    'content-type': 'application/vnd.oci.image.index.v1+json',
+  };
   if (filter) headers['oci-filters-applied'] = 'artifactType';
   if ((page + 1) * size < all.length) {
     const next = new URL(url);

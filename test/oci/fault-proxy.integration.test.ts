@@ -153,7 +153,8 @@ describe('upload faults', () => {
     async () => {
       const bytes = randomBytes(3 * MiB);
       const { proxied, direct: straight } = refs('faults/restart');
-      proxy.add({ method: 'PATCH', skip: 1, fault: { kind: 'cut-forwarded', afterBytes: 200_000 } });
+      proxy.add({ method: 'PATCH', skip: 1,
+        fault: { kind: 'cut-forwarded', afterBytes: 200_000 } });
 
       const pushed = await client().pushBlob(proxied, bytes);
       expect(pushed.digest).toBe(sha256Digest(bytes));
@@ -165,7 +166,8 @@ describe('upload faults', () => {
   it('fails clearly (and commits nothing) when a stream cannot be resumed', async () => {
     const bytes = randomBytes(3 * MiB);
     const { proxied, direct: straight } = refs('faults/stream-lost');
-    proxy.add({ method: 'PATCH', skip: 1, fault: { kind: 'cut-forwarded', afterBytes: 200_000 } });
+    proxy.add({ method: 'PATCH', skip: 1,
+      fault: { kind: 'cut-forwarded', afterBytes: 200_000 } });
 
     const source = chunked(bytes);
     const error = await rejectionOf(client().pushBlobStream(proxied, source));

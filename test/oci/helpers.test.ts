@@ -9,6 +9,7 @@ import {
 } from '../../shared/oci/auth.js';
 import { createDigester, isDigest, parseDigest, sha256Digest } from '../../shared/oci/digest.js';
 import { HostList, hostOfUrl, parseHostPattern } from '../../shared/oci/hosts.js';
+import { uploadedBytes } from '../../shared/oci/chunks.js';
 import { backoffMs, redactUrl, retryAfterMs } from '../../shared/oci/http.js';
 import * as MT from '../../shared/oci/media-types.js';
 import * as oci from '../../shared/oci/index.js';
@@ -158,6 +159,19 @@ describe('HTTP helpers', () => {
     expect(backoffMs(20, 100, 10_000, () => 1)).toBe(10_000);
   });
 
+  it('reads how many bytes an upload session holds from its Range header', () => {
+    expect(uploadedBytes('0-1048575', 0)).toBe(1_048_576);
+    expect(uploadedBytes('bytes=0-99', 0)).toBe(100);
+    expect(uploadedBytes(' 0-9 ', 0)).toBe(10);
+    // docker-registry says 0-0 for both 0 and 1 byte: what the caller knows decides.
+    expect(uploadedBytes('0-0', 0)).toBe(0);
+    expect(uploadedBytes('0-0', 1)).toBe(1);
+    expect(uploadedBytes('0-0', 5000)).toBe(0);
+    for (const bad of [null, '', '5-9', '0-', 'bytes 0-9/10', '0-9,20-30', '0-x']) {
+      expect(uploadedBytes(bad, 0)).toBeUndefined();
+    }
+  });
+
   it('hides URL queries (signatures, upload state) in messages', () => {
     expect(redactUrl(new URL('https://blob.example/x/y?sig=SECRET&se=1'))).toBe(
       'https://blob.example/x/y?…',
@@ -176,5 +190,9 @@ describe('public surface', () => {
     expect(typeof oci.selectPlatform).toBe('function');
     expect(typeof oci.parseDigest).toBe('function');
     expect(oci.OCI_INDEX).toBe('application/vnd.oci.image.index.v1+json');
+    expect(typeof oci.AcrTokenCredentials).toBe('function');
+    expect(oci.ACR_ENTRA_SCOPE).toBe('https://containerregistry.azure.net/.default');
+    expect(oci.EMPTY_DESCRIPTOR.digest).toBe(sha256Digest('{}'));
+    expect(oci.referrersTag(`sha256:${HEX}`)).toBe(`sha256-${HEX}`);
   });
 });

@@ -28,7 +28,11 @@ async function registry(options: FakeRegistryOptions = {}): Promise<FakeRegistry
   return started;
 }
 
-function clientFor(r: FakeRegistry, lines: string[] = [], extra: Partial<RegistryClientOptions> = {}) {
+function clientFor(
+  r: FakeRegistry,
+  lines: string[] = [],
+  extra: Partial<RegistryClientOptions> = {},
+) {
   return new RegistryClient({
     allowlist: [r.host],
     plainHttpHosts: [r.host],
@@ -121,6 +125,17 @@ describe('chunked uploads', () => {
     await clientFor(r).pushBlobStream(`${r.host}/team/app`, chunked(content));
     expect(patches(r).map((p) => p.body.length)).toEqual([100_000, 100_000, 50_000]);
   });
+
+  it('refuses an OCI-Chunk-Min-Length over 256 MiB (the upload\'s memory) and cancels',
+    async () => {
+      const r = await registry({ minChunk: 300 * 1024 * KiB });
+      const source = chunked(randomBytes(1000));
+      const error = await rejectionOf(clientFor(r).pushBlobStream(`${r.host}/team/app`, source));
+      expect(error).toMatchObject({ code: 'UNSUPPORTED' });
+      expect(error.message).toContain('OCI-Chunk-Min-Length');
+      expect(trace(r)).toEqual(['POST upload', 'DELETE upload']);
+      expect(source.destroyed).toBe(true);
+    });
 
   it('uploads a blob in memory above chunkSize in chunks, after a HEAD', async () => {
     const r = await registry();

@@ -292,6 +292,25 @@ describe('Bearer token authentication', () => {
     expect(scopes).toEqual(['repository:team/app:pull', 'repository:team/app:pull,push']);
   });
 
+  it('asks for each resource once when the challenge orders actions differently', async () => {
+    const world = await tokenWorld();
+    const auth = world.auth;
+    const registry = await fake((req, res) => {
+      const token = req.headers.authorization?.replace(/^Bearer /, '') ?? '';
+      if (world.issued.has(token)) return void res.writeHead(201).end();
+      const realm = `http://${auth.host}/token`;
+      const challenge = `Bearer realm="${realm}",service="fake",` +
+        'scope="repository:team/app:push,pull repository:team/base:pull"';
+      res.writeHead(401, { 'www-authenticate': challenge }).end();
+    });
+    const client = clientFor([registry, auth], {
+      credentials: () => ({ username: USER, password: PASSWORD }),
+    });
+    await client.putManifest(`${registry.host}/team/app:1`, MANIFEST, MT.OCI_MANIFEST);
+    const scopes = new URL(auth.requests[0]!.url, 'http://x').searchParams.getAll('scope');
+    expect(scopes).toEqual(['repository:team/app:pull,push', 'repository:team/base:pull']);
+  });
+
   it('fetches a new token once the cached one has expired', async () => {
     const world = await tokenWorld(1);
     const client = tokenClient(world);

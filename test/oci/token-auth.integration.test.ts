@@ -90,6 +90,7 @@ describe('token authentication against docker-registry', () => {
     const scopes = tokens.requests.filter((r) => r.user === 'pusher').map((r) => r.scopes);
     expect(scopes).toContainEqual(['repository:team/app:pull']);
     expect(scopes).toContainEqual(['repository:team/app:pull,push']);
+    expect(scopes.flat()).not.toContain('repository:team/app:push,pull');
   });
 
   it('caches tokens per scope: a second pull asks the token server nothing', async () => {

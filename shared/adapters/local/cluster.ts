@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { KubernetesObject } from '../../deploy/yaml.js';
@@ -35,7 +36,7 @@ export class LocalCluster implements Cluster {
     await mkdir(folder, { recursive: true });
 
     const path = join(folder, `${input.runId}.yaml`);
-    const temp = `${path}.${process.pid}.tmp`;
+    const temp = `${path}.${process.pid}.${randomUUID()}.tmp`;
     await writeFile(temp, toYaml(input.objects));
     await rename(temp, path);
 

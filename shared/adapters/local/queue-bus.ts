@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { QueueServiceClient } from '@azure/storage-queue';
 import type { QueueName } from '../../contracts/index.js';
 import { CcpipeError } from '../../errors.js';
@@ -22,7 +23,12 @@ export class QueueBus implements MessageBus {
   }
 
   async deadLetter(queue: QueueName, body: string, reason: string): Promise<void> {
-    const record: PoisonRecord = { queue, reason, failedAt: new Date().toISOString(), body };
+    const record: PoisonRecord = {
+      queue,
+      reason: reason.slice(0, 4096),
+      failedAt: new Date().toISOString(),
+      ...poisonBody(body),
+    };
     await this.put(poisonQueueName(queue), JSON.stringify(record));
   }
 
@@ -53,6 +59,27 @@ export function poisonQueueName(queue: string): string {
   return `${queue}-poison`;
 }
 
+/** The largest body a poison record carries whole: a queue message holds 64 KiB, base64'd. */
+const MAX_POISON_BODY = 16 * 1024;
+
+/**
+ * The body as the poison record keeps it. No valid message comes near the limit (they are
+ * refused above 64 KiB); a larger one is cut, with its length and digest kept.
+ * NOTE: the cut tail is lost; keeping it would need a blob per poisoned message.
+ */
+function poisonBody(body: string): Pick<PoisonRecord, 'body' | 'bodyBytes' | 'bodySha256'> {
+  if (body.length <= MAX_POISON_BODY) return { body };
+  return {
+    body: body.slice(0, MAX_POISON_BODY),
+    bodyBytes: Buffer.byteLength(body),
+    bodySha256: createHash('sha256').update(body).digest('hex'),
+  };
+}
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/** A queue message's text: base64 as Functions writes it, or taken as is when it is not. */
 export function decodeQueueText(text: string): string {
+  if (text.length % 4 !== 0 || !BASE64.test(text)) return text;
   return Buffer.from(text, 'base64').toString('utf8');
 }
