@@ -154,12 +154,17 @@ async function serveEventGrid(
   }
   if (!Array.isArray(events)) return { status: 400, jsonBody: { error: 'expected an array' } };
 
+  // Like the Functions host: one invocation per event; a failing event does not stop the rest.
+  let failed = 0;
   for (const event of events) {
     const invocationId = randomUUID();
     const log = options.log.child({ invocationId, function: spec.name });
-    await spec.handler(event, { invocationId, log });
+    await spec.handler(event, { invocationId, log }).catch((err: unknown) => {
+      failed++;
+      log.error('event grid event failed', { error: describeError(err) });
+    });
   }
-  return { status: 202 };
+  return failed === 0 ? { status: 202 } : { status: 500, jsonBody: { failed } };
 }
 
 function headersOf(req: IncomingMessage): Headers {
@@ -205,28 +210,39 @@ function defaultRetryDelay(dequeueCount: number): number {
 /** Seconds a message stays invisible while a handler works on it. */
 const VISIBILITY_TIMEOUT_S = 300;
 
+/** Messages one queue's poller handles at once; a slow message does not hold up the rest. */
+const QUEUE_CONCURRENCY = 4;
+
 function startPoller(spec: QueueFunctionSpec, options: LocalHostOptions): Poller {
   const maxInterval = options.maxPollIntervalMs ?? 1000;
   const abort = new AbortController();
+  const inFlight = new Set<Promise<void>>();
   let stopped = false;
   let wake: (() => void) | undefined;
+
+  const sleep = (ms: number) => new Promise<void>((resolve) => {
+    wake = resolve;
+    setTimeout(resolve, ms);
+  });
 
   const loop = async (): Promise<void> => {
     let interval = 50;
     while (!stopped) {
-      const handled = await pollOnce(spec, options, abort.signal).catch((err: unknown) => {
-        if (!stopped) {
-          options.log.warn('queue poll failed', { queue: spec.queue, error: describeError(err) });
-        }
-        return 0;
-      });
-      interval = handled > 0 ? 50 : Math.min(interval * 2, maxInterval);
-      if (handled === 0) {
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-          setTimeout(resolve, interval);
-        });
+      if (inFlight.size >= QUEUE_CONCURRENCY) {
+        await Promise.race([...inFlight]);
+        continue;
       }
+      const received = await receive(spec, options, QUEUE_CONCURRENCY - inFlight.size, abort.signal)
+        .catch((err: unknown) => {
+          if (!stopped) {
+            options.log.warn('queue poll failed', { queue: spec.queue, error: describeError(err) });
+          }
+          return [];
+        });
+      for (const message of received) track(inFlight, handle(spec, options, message));
+
+      interval = received.length > 0 ? 50 : Math.min(interval * 2, maxInterval);
+      if (received.length === 0 && !stopped) await sleep(interval);
     }
   };
   const running = loop();
@@ -237,34 +253,60 @@ function startPoller(spec: QueueFunctionSpec, options: LocalHostOptions): Poller
       abort.abort();
       wake?.();
       await running;
+      await Promise.all([...inFlight]);
     },
   };
 }
 
-/** Receives up to 4 messages and delivers each; stopping aborts only the wait for messages. */
-async function pollOnce(
+function track(set: Set<Promise<void>>, promise: Promise<void>): void {
+  const tracked = promise.finally(() => set.delete(tracked));
+  set.add(tracked);
+}
+
+interface Received {
+  messageId: string;
+  popReceipt: string;
+  dequeueCount: number;
+  messageText: string;
+}
+
+/** Receives up to `count` messages; stopping aborts the wait for messages, not their handling. */
+async function receive(
   spec: QueueFunctionSpec,
   options: LocalHostOptions,
+  count: number,
   abortSignal: AbortSignal,
-): Promise<number> {
+): Promise<Received[]> {
   const queue = await options.bus.queue(spec.queue);
-  const { receivedMessageItems: items } = await queue.receiveMessages({
-    numberOfMessages: 4,
+  const { receivedMessageItems } = await queue.receiveMessages({
+    numberOfMessages: count,
     visibilityTimeout: VISIBILITY_TIMEOUT_S,
     abortSignal,
   });
+  return receivedMessageItems;
+}
 
-  await Promise.all(items.map(async (item) => {
-    const body = decodeQueueText(item.messageText);
-    const invocationId = randomUUID();
-    const log = options.log.child({ invocationId, function: spec.name, messageId: item.messageId });
-    const context = { invocationId, log, messageId: item.messageId, deliveryCount: item.dequeueCount };
-    const state = { dequeueCount: item.dequeueCount, maxDequeueCount: options.services.config.maxDequeueCount };
+/** Delivers one message, then deletes it, makes it visible again later, or parks it. */
+async function handle(
+  spec: QueueFunctionSpec,
+  options: LocalHostOptions,
+  item: Received,
+): Promise<void> {
+  const queue = await options.bus.queue(spec.queue);
+  const body = decodeQueueText(item.messageText);
+  const invocationId = randomUUID();
+  const log = options.log.child({ invocationId, function: spec.name, messageId: item.messageId });
+  const context = { invocationId, log, messageId: item.messageId, deliveryCount: item.dequeueCount };
+  const state = {
+    dequeueCount: item.dequeueCount,
+    maxDequeueCount: options.services.config.maxDequeueCount,
+  };
 
+  try {
     const outcome = await deliver(spec, body, context, state);
     if (outcome.kind === 'retry') {
-      const backoff = (options.retryDelaySeconds ?? defaultRetryDelay)(item.dequeueCount);
-      await queue.updateMessage(item.messageId, item.popReceipt, undefined, backoff);
+      const delay = (options.retryDelaySeconds ?? defaultRetryDelay)(item.dequeueCount);
+      await queue.updateMessage(item.messageId, item.popReceipt, undefined, delay);
       return;
     }
     if (outcome.kind === 'poison') {
@@ -272,6 +314,8 @@ async function pollOnce(
       log.error('message moved to the poison queue', { queue: spec.queue, reason: outcome.reason });
     }
     await queue.deleteMessage(item.messageId, item.popReceipt);
-  }));
-  return items.length;
+  } catch (err) {
+    // The message stays invisible until its lease ends, then is delivered again: not lost.
+    log.error('could not settle a message', { queue: spec.queue, error: describeError(err) });
+  }
 }

@@ -9,10 +9,14 @@ export function sortKeys(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(sortKeys);
   if (value === null || typeof value !== 'object') return value;
 
+  // defineProperty, not assignment: a member named `__proto__` stays data, so it is hashed.
   const sorted: Record<string, unknown> = {};
   for (const key of Object.keys(value).sort()) {
     const member = (value as Record<string, unknown>)[key];
-    if (member !== undefined) sorted[key] = sortKeys(member);
+    if (member === undefined) continue;
+    Object.defineProperty(sorted, key, {
+      value: sortKeys(member), enumerable: true, writable: true, configurable: true,
+    });
   }
   return sorted;
 }

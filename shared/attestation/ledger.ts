@@ -34,7 +34,7 @@ export interface LedgerFields {
   encryptedDigest: string;
   /** The measurement registered (for aci: SEV-SNP hostdata, 64 hex). */
   measurement: string;
-  /** Digest of the key's releasePolicy after registration. */
+  /** Digest of the policy text the measurement is the hash of (aci: the CCE policy). */
   policyDigest: string;
   keyId: string;
   keyVersion: string;

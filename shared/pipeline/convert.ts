@@ -13,6 +13,7 @@ import { CcpipeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Descriptor, ImageManifest } from '../oci/manifest.js';
 import * as MT from '../oci/media-types.js';
+import { sha256Digest } from '../oci/digest.js';
 import { ImageReference } from '../oci/reference.js';
 import type { RegistryClient } from '../oci/registry-client.js';
 import type { RunOutputs, RunRecord } from '../runs/run-record.js';
@@ -38,6 +39,7 @@ async function convertImage(services: Services, run: RunRecord, log: Logger): Pr
   const target = getTarget(run.target);
   const src = sourceReference(run.source);
   const image = await registry.resolveImage(src);
+  assertPlatform(image.config, src);
   log.info('source image resolved', { digest: image.manifestDigest, layers: image.manifest.layers.length });
 
   const dst = outputReference(run.source, config.outputSuffix);
@@ -47,11 +49,14 @@ async function convertImage(services: Services, run: RunRecord, log: Logger): Pr
   const configBytes = Buffer.from(JSON.stringify(newConfig));
   const configDesc = await registry.pushBlob(dst, configBytes);
 
+  // Pushed by digest only: the tag moves to it once the measurement has succeeded.
   const manifest = convertedManifest(image.manifest, configDesc, run);
   const manifestBytes = Buffer.from(JSON.stringify(manifest));
-  const digest = await registry.putManifest(dst, manifestBytes, MT.OCI_MANIFEST);
-  const pinned = dst.withDigest(digest);
-  log.info('converted image pushed', { reference: dst.toString(), digest });
+  const untagged = ImageReference.from({ registry: dst.registry, repository: dst.repository });
+  const digest = await registry.putManifest(
+    untagged.withDigest(sha256Digest(manifestBytes)), manifestBytes, MT.OCI_MANIFEST,
+  );
+  const pinned = untagged.withDigest(digest);
 
   const measurement = await target.measure({
     image: pinned.toString(),
@@ -64,6 +69,9 @@ async function convertImage(services: Services, run: RunRecord, log: Logger): Pr
   });
   const policyDigest = await savePolicy(services, measurement.policyText);
   log.info('measurement computed', { measurement: measurement.value, policyDigest });
+
+  await registry.putManifest(dst, manifestBytes, MT.OCI_MANIFEST);
+  log.info('converted image pushed', { reference: dst.toString(), digest });
 
   return {
     converted: { reference: dst.toString(), digest, configDigest: configDesc.digest },
@@ -105,6 +113,16 @@ function convertedManifest(
   };
 }
 
+/** The targets run linux/amd64; an index was already resolved to it, a single image may not be. */
+function assertPlatform(config: { os?: string; architecture?: string }, ref: ImageReference) {
+  if (config.os !== 'linux' || config.architecture !== 'amd64') {
+    throw new CcpipeError(
+      'UNSUPPORTED',
+      `image ${ref} is for ${config.os ?? '?'}/${config.architecture ?? '?'}, not linux/amd64`,
+    );
+  }
+}
+
 function diffIdAt(config: { rootfs?: { diff_ids?: string[] } }, index: number, ref: ImageReference) {
   const diffId = config.rootfs?.diff_ids?.[index];
   if (!diffId) {
@@ -119,15 +137,23 @@ async function openLayerTar(
   ref: ImageReference,
   layer: Descriptor,
 ): Promise<Readable> {
-  const blob = await registry.openBlob(ref, layer);
   if (layer.mediaType.endsWith('+zstd')) {
     throw new CcpipeError('UNSUPPORTED', `layer ${layer.digest} of ${ref} is zstd-compressed`);
   }
+  const blob = registry.openBlob(ref, layer);
   if (!isGzip(layer.mediaType)) return blob.pipe(new PassThrough());
 
+  // Bytes that do not gunzip are taken as bad input, not retried.
+  // NOTE: a transfer fault that corrupts the stream before the digest check at its end is
+  // classed the same way; a new push (or a redeploy) starts the run again.
   const gunzip = createGunzip();
-  blob.once('error', (err) => gunzip.destroy(err));
-  return blob.pipe(gunzip);
+  const tar = new PassThrough();
+  blob.once('error', (err) => tar.destroy(err));
+  gunzip.once('error', (err) => {
+    const message = `layer ${layer.digest} of ${ref} is not valid gzip: ${err.message}`;
+    tar.destroy(new CcpipeError('INVALID_INPUT', message, { cause: err }));
+  });
+  return blob.pipe(gunzip).pipe(tar);
 }
 
 function isGzip(mediaType: string): boolean {

@@ -1,6 +1,9 @@
 /**
  * Deploy: render the target's Kubernetes objects for a run and apply them to the cluster (on
  * the local stack: write them as YAML). Applying the same run twice yields the same objects.
+ *
+ * What is deployed comes from the run record, never from the message alone: a message whose
+ * image, key or namespace disagrees with its run is refused.
  */
 import type { DeploymentMessage } from '../contracts/index.js';
 import { CcpipeError } from '../errors.js';
@@ -16,23 +19,47 @@ export function deployStage(services: Services, message: DeploymentMessage): Sta
   return { work: (run, log) => deployRun(services, run, message, log) };
 }
 
+/** The deployment a finished register stage asks for, from the run's recorded outputs. */
+export function deploymentFor(services: Services, run: RunRecord): DeploymentMessage {
+  const { converted, encrypted, measurement, key } = run.outputs;
+  if (!converted || !encrypted || !measurement || !key) {
+    throw new CcpipeError('INTERNAL', `run ${run.runId} has no outputs to deploy`);
+  }
+
+  const runs = getTarget(run.target).runsEncryptedImage ? encrypted : converted;
+  const repository = runs.reference.replace(/:[^/:@]+$/, '');
+  return {
+    version: 1,
+    type: 'ccpipe.deployment',
+    runId: run.runId,
+    application: run.application,
+    target: run.target,
+    namespace: services.config.namespace,
+    image: `${repository}@${runs.digest}`,
+    measurement: measurement.value,
+    key,
+  };
+}
+
 async function deployRun(
   services: Services,
   run: RunRecord,
   message: DeploymentMessage,
   log: Logger,
 ): Promise<RunOutputs> {
+  const expected = deploymentFor(services, run);
+  assertSameDeployment(message, expected);
   const measurement = run.outputs.measurement;
   if (!measurement) throw new CcpipeError('INTERNAL', `run ${run.runId} has no measurement`);
 
   const policyText = await loadPolicy(services, measurement.policyDigest);
-  const workload = workloadNameFor(message.application);
-  const objects = getTarget(message.target).render({
+  const workload = workloadNameFor(expected.application);
+  const objects = getTarget(expected.target).render({
     application: workload,
-    namespace: message.namespace,
-    image: message.image,
-    runId: message.runId,
-    key: message.key,
+    namespace: expected.namespace,
+    image: expected.image,
+    runId: expected.runId,
+    key: expected.key,
     maaEndpoint: services.config.maaEndpoint,
     measurement: {
       kind: 'sevsnp-hostdata',
@@ -43,11 +70,26 @@ async function deployRun(
   });
 
   const applied = await services.cluster.apply({
-    namespace: message.namespace,
+    namespace: expected.namespace,
     application: workload,
-    runId: message.runId,
+    runId: expected.runId,
     objects,
   });
   log.info('deployment applied', { location: applied.location, objects: applied.objects });
-  return { deployment: { path: applied.location, image: message.image, objects: applied.objects } };
+  return { deployment: { path: applied.location, image: expected.image, objects: applied.objects } };
+}
+
+function assertSameDeployment(message: DeploymentMessage, expected: DeploymentMessage): void {
+  const fields = ['application', 'target', 'namespace', 'image', 'measurement'] as const;
+  const differing: string[] = fields.filter((field) => message[field] !== expected[field]);
+  if (message.key.id !== expected.key.id || message.key.version !== expected.key.version) {
+    differing.push('key');
+  }
+  if (differing.length > 0) {
+    throw new CcpipeError(
+      'INVALID_INPUT',
+      `deployment message for run ${message.runId} disagrees with the run on ` +
+        differing.join(', '),
+    );
+  }
 }

@@ -3,7 +3,7 @@
  * new measurement, keeping the previous ones so rollbacks still work) and append a record to the
  * tamper-evident ledger. Then send the deployment message.
  */
-import { QUEUES, type DeploymentMessage } from '../contracts/index.js';
+import { QUEUES } from '../contracts/index.js';
 import { CcpipeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { addMeasurement } from '../attestation/release-policy.js';
@@ -12,6 +12,7 @@ import type { RunOutputs, RunRecord } from '../runs/run-record.js';
 import { getTarget } from '../targets/index.js';
 import { LEDGER_BLOB, type Services } from './services.js';
 import type { StageDefinition } from './stage-runner.js';
+import { deploymentFor } from './deploy.js';
 import { withBlobLock } from './lock.js';
 import { keyNameFor } from '../names.js';
 
@@ -21,7 +22,7 @@ export const KEEP_PREVIOUS_MEASUREMENTS = 2;
 export function registerStage(services: Services): StageDefinition {
   return {
     work: (run, log) => registerMeasurement(services, run, log),
-    next: (run) => ({ queue: QUEUES.deployments, body: deploymentMessage(services, run) }),
+    next: (run) => ({ queue: QUEUES.deployments, body: deploymentFor(services, run) }),
   };
 }
 
@@ -72,26 +73,4 @@ async function registerMeasurement(
   log.info('ledger record appended', { index: record.index, hash: record.hash });
 
   return { key: { id: key.id, version: key.version }, ledger: { index: record.index, hash: record.hash } };
-}
-
-function deploymentMessage(services: Services, run: RunRecord): DeploymentMessage {
-  const { converted, encrypted, measurement, key } = run.outputs;
-  if (!converted || !encrypted || !measurement || !key) {
-    throw new CcpipeError('INTERNAL', `run ${run.runId} has no outputs to deploy`);
-  }
-
-  const target = getTarget(run.target);
-  const runs = target.runsEncryptedImage ? encrypted : converted;
-  const repository = runs.reference.replace(/:[^/:@]+$/, '');
-  return {
-    version: 1,
-    type: 'ccpipe.deployment',
-    runId: run.runId,
-    application: run.application,
-    target: run.target,
-    namespace: services.config.namespace,
-    image: `${repository}@${runs.digest}`,
-    measurement: measurement.value,
-    key,
-  };
 }

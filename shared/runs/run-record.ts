@@ -49,7 +49,11 @@ export interface RunRecord {
   error?: { stage: StageName | 'ingest'; reason: string };
 }
 
-/** The application a source repository belongs to: its path, e.g. `team/web`. */
+/**
+ * The application an image belongs to: its registry and repository, e.g.
+ * `myregistry.azurecr.io/team/web`. The same repository path in two registries is two
+ * applications, with two keys.
+ */
 export function applicationOf(source: SourceImage): string {
-  return source.repository;
+  return `${source.registry}/${source.repository}`;
 }

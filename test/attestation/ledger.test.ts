@@ -154,3 +154,13 @@ describe('ledger on an append blob', () => {
     });
   }, 30_000);
 });
+
+describe('canonical JSON of untrusted records', () => {
+  it('hashes a member named __proto__ like any other', async () => {
+    const { canonicalJson } = await import('../../shared/attestation/canonical-json.js');
+    const plain = JSON.parse('{"a":1}');
+    const sneaky = JSON.parse('{"a":1,"__proto__":{"x":1}}');
+    expect(canonicalJson(sneaky)).toBe('{"__proto__":{"x":1},"a":1}');
+    expect(canonicalJson(sneaky)).not.toBe(canonicalJson(plain));
+  });
+});

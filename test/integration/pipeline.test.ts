@@ -66,6 +66,7 @@ describe('push → convert → encrypt → register → deploy on the local stac
       expect(run.stages[stage]?.status).toBe('done');
     }
     expect(run.source).toMatchObject({ repository: REPOSITORY, digest: pushedDigest, tag: 'v1' });
+    expect(run.application).toBe(`${stack.registry}/${REPOSITORY}`);
   });
 
   it('keeps the original layers in the converted image and labels its config', async () => {
@@ -104,7 +105,7 @@ describe('push → convert → encrypt → register → deploy on the local stac
   it('decrypts with skopeo and the local private key to the original layer digests', async () => {
     const keys = new LocalKeyStore(join(stack.config.dataDir, 'keys'));
     const out = join(dir.path, 'decrypted');
-    await decryptToLayout(run.outputs.encrypted!.reference, keys.privateKeyPath(REPOSITORY), out, 'd');
+    await decryptToLayout(run.outputs.encrypted!.reference, keys.privateKeyPath(run.application), out, 'd');
 
     const index = JSON.parse(await readFile(join(out, 'index.json'), 'utf8'));
     const manifestDigest: string = index.manifests[0].digest;
@@ -120,7 +121,7 @@ describe('push → convert → encrypt → register → deploy on the local stac
     const policyFile = files.find((f) => f.endsWith('.release-policy.json'));
     expect(policyFile).toBeDefined();
     const text = await readFile(join(stack.config.dataDir, 'keys', policyFile!), 'utf8');
-    expect(JSON.parse(text)).toEqual(await stack.services.keys.getReleasePolicy(REPOSITORY));
+    expect(JSON.parse(text)).toEqual(await stack.services.keys.getReleasePolicy(run.application));
     expect(measurement.value).toMatch(/^[a-f0-9]{64}$/);
     expect(text).toContain(measurement.value);
     expect(text).toContain('x-ms-sevsnpvm-hostdata');
