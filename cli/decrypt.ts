@@ -5,7 +5,7 @@
  * For operators: pulls an encrypted image with our registry client, streams every layer through
  * the ocicrypt decryptor (a bounded number at a time, never holding a layer in memory) and checks
  * for each layer the ciphertext digest and size, the HMAC, the plaintext digest claimed in the
- * private options, and the diffID (`rootfs.diff_ids[i]`, after decompression). With `--output`
+ * privopts, and the diffID (`rootfs.diff_ids[i]`, after decompression). With `--output`
  * the decrypted image is written as an OCI layout (blobs renamed into place only once verified,
  * the manifest only when every layer is); `--verify` (the default) writes nothing. Prints a
  * per-layer report and exits 0 when every check passed, 1 on any failure, 2 on bad usage.

@@ -1,5 +1,5 @@
 /**
- * JWE key wrapping for ocicrypt: the private options of a layer are wrapped per recipient as a
+ * JWE key wrapping for ocicrypt: the privopts of a layer are wrapped per recipient as a
  * flattened JWE JSON serialization with `A256GCM` content encryption, AAD = the ASCII of the
  * base64url `protected` member (RFC 7516 §5.1). Key encryption: `RSA-OAEP` (OAEP with SHA-1, the
  * default for RSA keys), `RSA-OAEP-256`, or `ECDH-ES+A256KW` for EC keys (P-256, P-384, P-521),

@@ -1,5 +1,5 @@
 /**
- * Loading recipients (public keys that layer keys are wrapped to) and decryption keys.
+ * Loading recipients (the public keys the privopts are wrapped to) and private keys.
  *
  * - Key Vault: the public JWK of a key as `KeyClient.getKey` returns it (`RSA`/`RSA-HSM` with
  *   `n`/`e`, `EC`/`EC-HSM` with `crv`/`x`/`y`, all as `Uint8Array`). Only public members are
@@ -173,7 +173,7 @@ function publicJwk(jwk: KeyVaultJwk, source: string): NodeJwk {
   }
 
   const type = JSON.stringify(kty);
-  throw new CcpipeError('UNSUPPORTED', `${source}: key type ${type} cannot wrap layer keys`);
+  throw new CcpipeError('UNSUPPORTED', `${source}: key type ${type} cannot be a recipient`);
 }
 
 function importPublicJwk(jwk: NodeJwk, source: string): KeyObject {

@@ -12,7 +12,8 @@
  *   `https://vault.azure.net/.default`. {@link LoopbackTokenCredential} signs that JWT (ES256)
  *   with a key made here; the server checks signature, audience, tenant and lifetime.
  * - Keys: `POST /keys/{name}/create`, `GET /keys/{name}[/{version}]`,
- *   `PATCH /keys/{name}/[{version}]` (attributes, tags, release_policy), `POST /keys/{name}/rotate`,
+ *   `PATCH /keys/{name}/[{version}]` (attributes, tags, release_policy),
+ *   `POST /keys/{name}/rotate`,
  *   `POST /deletedkeys/{name}/recover` (the key then answers 404 for `recoveryPolls` GETs, as a
  *   recovery in progress does). Creating a key whose name is soft-deleted answers 409 `Conflict`
  *   with inner error `ObjectIsDeletedButRecoverable`. Exportable keys must come with a release
@@ -187,6 +188,7 @@ export interface KeyVersionView {
   keySize: number;
   exportable: boolean;
   releasePolicy: { contentType: string; bytes: Buffer; immutable: boolean } | undefined;
+  publicKey: KeyObject;
   /** The private exponent (base64url), only for leak checks. */
   privateExponent: string;
 }
@@ -212,6 +214,8 @@ export interface KeyVaultServer {
   responseBodies: string[];
   options: Required<KeyVaultServerOptions>;
   inject(fault: Fault): void;
+  /** Drops faults not yet used up. */
+  clearFaults(): void;
   /** Soft-deletes a key (all versions), as `DELETE /keys/{name}` would. */
   softDelete(name: string): void;
   versions(name: string): KeyVersionView[] | undefined;
@@ -339,6 +343,7 @@ class Vault {
       responseBodies: this.responseBodies,
       options: this.options,
       inject: (fault) => void this.faults.push({ ...fault }),
+      clearFaults: () => void this.faults.splice(0),
       softDelete: (name) => this.softDelete(name),
       versions: (name) => this.view(name),
       close: () => stop(server, dir),
@@ -407,9 +412,8 @@ class Vault {
 
   private challenge(res: ServerResponse, record: RecordedRequest): void {
     const authority = `https://login.microsoftonline.com/${this.options.tenantId}`;
-    this.send(res, record, 401, {
-      error: { code: 'Unauthorized', message: 'AKV10000: Request is missing a Bearer or PoP token.' },
-    }, {
+    const message = 'AKV10000: Request is missing a Bearer or PoP token.';
+    this.send(res, record, 401, { error: { code: 'Unauthorized', message } }, {
       'www-authenticate': `Bearer authorization="${authority}", resource="${VAULT_RESOURCE}"`,
     });
   }
@@ -610,6 +614,7 @@ class Vault {
         bytes: Buffer.from(v.releasePolicy.data, 'base64url'),
         immutable: v.releasePolicy.immutable,
       },
+      publicKey: createPublicKey(v.privateKey),
       privateExponent: v.privateKey.export({ format: 'jwk' }).d as string,
     }));
   }
@@ -656,7 +661,8 @@ function createSpec(body: Json): CreateSpec {
 
 function checkExportable(exportable: boolean, kty: string, policy: Json | undefined): void {
   if (exportable && typeof policy?.data !== 'string') {
-    throw new HttpError(400, 'BadParameter', 'AKV.SKR.1004: Exportable keys must have release policy.');
+    throw new HttpError(400, 'BadParameter',
+      'AKV.SKR.1004: Exportable keys must have release policy.');
   }
   if (!exportable && policy !== undefined) {
     throw new HttpError(400, 'BadParameter',
@@ -749,7 +755,8 @@ function deletedButRecoverable(name: string): HttpError {
 }
 
 function beingRecovered(name: string): HttpError {
-  return new HttpError(409, 'Conflict', `Key ${name} is being recovered.`, 'ObjectIsBeingRecovered');
+  const message = `Key ${name} is being recovered.`;
+  return new HttpError(409, 'Conflict', message, 'ObjectIsBeingRecovered');
 }
 
 function nowS(): number {

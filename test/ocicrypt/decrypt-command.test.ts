@@ -156,7 +156,7 @@ describe('parseDecryptArgs', () => {
   });
 });
 
-describe.skipIf(skip)('ccpipe decrypt', () => {
+describe.skipIf(skip)('ccpipe decrypt', { timeout: 30_000 }, () => {
   beforeAll(async () => {
     registry = await withRegistry();
     work = await tempDir('ccpipe-decrypt-cmd-');

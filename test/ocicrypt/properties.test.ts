@@ -78,7 +78,7 @@ function referenceCtr(key: Buffer, nonce: Buffer, bytes: Buffer): Buffer {
   return out;
 }
 
-describe('layer properties', () => {
+describe('layer properties', { timeout: 30_000 }, () => {
   let publicKey: KeyObject;
   let privateKey: KeyObject;
 

@@ -255,7 +255,7 @@ async function expectSourceLayers(layout: Layout): Promise<void> {
   }
 }
 
-describe.skipIf(skip)('skopeo 1.9.3 interop', () => {
+describe.skipIf(skip)('skopeo 1.9.3 interop', { timeout: 60_000 }, () => {
   beforeAll(async () => {
     for (const file of [SKOPEO, UMOCI]) {
       if (!existsSync(file)) {
