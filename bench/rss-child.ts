@@ -10,7 +10,7 @@ import type { Descriptor } from '../shared/oci/manifest.js';
 import { ImageReference } from '../shared/oci/reference.js';
 import { RegistryClient } from '../shared/oci/registry-client.js';
 import { recipientsFromPem } from '../shared/ocicrypt/index.js';
-import { encryptLayer } from './encrypt-image.js';
+import { encryptLayer } from '../shared/pipeline/image-encryption.js';
 
 /** What the parent passes. */
 export interface RssJob {

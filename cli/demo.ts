@@ -50,7 +50,8 @@ async function pushAndVerify(stack: LocalStack, dataDir: string, options: DemoOp
   const image = await buildSampleImage(join(work, 'build'), '1.0');
 
   const repository = options.repository ?? 'demo/hello';
-  const digest = await pushLayout(image.layout, image.tag, `${stack.registry}/${repository}:1.0`, work);
+  const destination = `${stack.registry}/${repository}:1.0`;
+  const digest = await pushLayout(image.layout, image.tag, destination, work);
   options.log.info('image pushed', { reference: `${stack.registry}/${repository}:1.0`, digest });
 
   const source = { registry: stack.registry, repository, digest, tag: '1.0' };
@@ -79,7 +80,9 @@ async function layoutLayers(layout: string): Promise<string[]> {
   };
   const entry = index.manifests[0];
   if (!entry) return [];
-  const manifest = JSON.parse(await readBlob(layout, entry.digest)) as { layers: Array<{ digest: string }> };
+  const manifest = JSON.parse(await readBlob(layout, entry.digest)) as {
+    layers: Array<{ digest: string }>;
+  };
   return manifest.layers.map((l) => l.digest);
 }
 
@@ -101,7 +104,8 @@ export function formatSummary(result: DemoResult): string {
     `  key                ${o.key ? `${o.key.id} version ${o.key.version}` : '-'}`,
     `  ledger entry       ${o.ledger ? `#${o.ledger.index} ${o.ledger.hash}` : '-'}`,
     `  rendered manifests ${o.deployment?.path ?? '-'}`,
-    '  stage timings      ' + STAGES.map((s) => `${s} ${run.stages[s]?.durationMs ?? '-'} ms`).join(', '),
+    '  stage timings      ' +
+      STAGES.map((s) => `${s} ${run.stages[s]?.durationMs ?? '-'} ms`).join(', '),
   ];
   if (run.error) lines.push(`  FAILED at ${run.error.stage}: ${run.error.reason}`);
   lines.push(

@@ -36,7 +36,8 @@ export async function deliver(
       return { kind: 'retry', error: err };
     }
 
-    const reason = `${spec.name} failed after ${state.dequeueCount} deliveries: ${describeError(err)}`;
+    const reason =
+      `${spec.name} failed after ${state.dequeueCount} deliveries: ${describeError(err)}`;
     await spec.onPoison?.(body, reason, context).catch((e: unknown) =>
       context.log.error('could not record poisoned message', { error: describeError(e) }),
     );

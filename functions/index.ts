@@ -54,7 +54,9 @@ async function handleQueueMessage(
 
   const outcome = await deliver(spec, body, context, { dequeueCount, maxDequeueCount });
   if (outcome.kind === 'retry') throw outcome.error;
-  if (outcome.kind === 'poison') await getServices().bus.deadLetter(spec.queue, body, outcome.reason);
+  if (outcome.kind === 'poison') {
+    await getServices().bus.deadLetter(spec.queue, body, outcome.reason);
+  }
 }
 
 function contextOf(invocation: InvocationContext): FunctionContext {

@@ -14,7 +14,8 @@ const missing = packages.filter((name) => {
 
 if (missing.length > 0) {
   if (process.getuid?.() !== 0) {
-    console.error(`missing ${missing.join(', ')}: run  sudo apt-get install -y ${missing.join(' ')}`);
+    const list = missing.join(' ');
+    console.error(`missing ${missing.join(', ')}: run  sudo apt-get install -y ${list}`);
     process.exit(1);
   }
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };

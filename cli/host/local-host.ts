@@ -77,15 +77,18 @@ async function route(options: LocalHostOptions, req: IncomingMessage, res: Serve
   const method = req.method ?? 'GET';
 
   if (url.pathname === '/runtime/webhooks/eventgrid') {
+    const name = url.searchParams.get('functionName');
     const spec = options.functions.find(
-      (f): f is EventGridFunctionSpec => f.kind === 'eventgrid' && f.name === url.searchParams.get('functionName'),
+      (f): f is EventGridFunctionSpec => f.kind === 'eventgrid' && f.name === name,
     );
     if (!spec) return send(res, { status: 404, jsonBody: { error: 'no such function' } });
     return send(res, await serveEventGrid(options, spec, req));
   }
 
   const match = matchRoute(options.functions, url.pathname);
-  if (!match) return send(res, { status: 404, jsonBody: { error: `no function at ${url.pathname}` } });
+  if (!match) {
+    return send(res, { status: 404, jsonBody: { error: `no function at ${url.pathname}` } });
+  }
   const { spec, params } = match;
   if (!spec.methods.includes(method as 'GET')) {
     return send(res, { status: 405, headers: { Allow: spec.methods.join(', ') } });
@@ -296,7 +299,9 @@ async function handle(
   const body = decodeQueueText(item.messageText);
   const invocationId = randomUUID();
   const log = options.log.child({ invocationId, function: spec.name, messageId: item.messageId });
-  const context = { invocationId, log, messageId: item.messageId, deliveryCount: item.dequeueCount };
+  const context = {
+    invocationId, log, messageId: item.messageId, deliveryCount: item.dequeueCount,
+  };
   const state = {
     dequeueCount: item.dequeueCount,
     maxDequeueCount: options.services.config.maxDequeueCount,

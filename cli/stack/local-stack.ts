@@ -17,7 +17,13 @@ import {
   type Services,
 } from '../../shared/pipeline/services.js';
 import { startLocalHost, type LocalHost } from '../host/local-host.js';
-import { assertPortFree, freePort, startAzurite, startRegistry, type ManagedProcess } from './processes.js';
+import {
+  assertPortFree,
+  freePort,
+  startAzurite,
+  startRegistry,
+  type ManagedProcess,
+} from './processes.js';
 
 export interface LocalStackOptions {
   dataDir: string;
@@ -51,7 +57,8 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
 
   try {
     const secret = await webhookSecret(dataDir, options.env);
-    const registryPort = options.registryPort === 0 ? await freePort() : options.registryPort ?? 5000;
+    const registryPort =
+      options.registryPort === 0 ? await freePort() : options.registryPort ?? 5000;
     const registryHosts = `127.0.0.1:${registryPort},localhost:${registryPort}`;
     const azurite = await startAzurite(
       join(dataDir, 'logs'),
@@ -76,7 +83,8 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
 
     const bus = QueueBus.fromConnectionString(config.storageConnectionString);
     if (config.port !== 0) {
-      await assertPortFree(config.port, 'the local host', '; set CCPIPE_PORT to another port, or 0');
+      const hint = '; set CCPIPE_PORT to another port, or 0';
+      await assertPortFree(config.port, 'the local host', hint);
     }
     const host = await startLocalHost({
       functions: FUNCTIONS, services, bus, log: options.log, host: config.host, port: config.port,

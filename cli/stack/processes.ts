@@ -62,8 +62,8 @@ export async function waitForPort(
   while (Date.now() < deadline) {
     if (await canConnect(port)) return;
     if (process?.failure()) {
-      throw new CcpipeError('UPSTREAM', `${process.name} stopped before listening on port ${port}: ` +
-        process.failure());
+      const why = process.failure() ?? '';
+      throw new CcpipeError('UPSTREAM', `${process.name} stopped before listening on ${port}: ${why}`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -201,13 +201,15 @@ function registryConfig(options: RegistryOptions, port: number): string {
     `http: { addr: "${LOOPBACK}:${port}", secret: local-only }`,
   ];
   if (options.htpasswdPath) {
-    lines.push(`auth: { htpasswd: { realm: ccpipe, path: ${JSON.stringify(options.htpasswdPath)} } }`);
+    const path = JSON.stringify(options.htpasswdPath);
+    lines.push(`auth: { htpasswd: { realm: ccpipe, path: ${path} } }`);
   }
   if (options.token) {
     const t = options.token;
     lines.push(
       `auth: { token: { realm: ${JSON.stringify(t.realm)}, service: ${JSON.stringify(t.service)},`,
-      `  issuer: ${JSON.stringify(t.issuer)}, rootcertbundle: ${JSON.stringify(t.rootCertBundle)} } }`,
+      `  issuer: ${JSON.stringify(t.issuer)},`,
+      `  rootcertbundle: ${JSON.stringify(t.rootCertBundle)} } }`,
     );
   }
   if (options.notifications) {

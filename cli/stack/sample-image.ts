@@ -65,13 +65,15 @@ async function hostShellFiles(rootfs: string): Promise<void> {
 }
 
 async function applicationFiles(rootfs: string): Promise<void> {
-  const script = '#!/bin/sh\necho "hello, ${1:-world}, from a confidential container ($APP_MODE)"\n';
+  const script =
+    '#!/bin/sh\necho "hello, ${1:-world}, from a confidential container ($APP_MODE)"\n';
   await mkdir(join(rootfs, 'app'), { recursive: true });
   await writeFile(join(rootfs, 'app/hello.sh'), script);
   await chmod(join(rootfs, 'app/hello.sh'), 0o755);
 
   await mkdir(join(rootfs, 'etc'), { recursive: true });
-  await writeFile(join(rootfs, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/app:/bin/sh\n');
+  const passwd = 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/app:/bin/sh\n';
+  await writeFile(join(rootfs, 'etc/passwd'), passwd);
   await writeFile(join(rootfs, 'etc/group'), 'root:x:0:\napp:x:1000:\n');
 }
 

@@ -104,6 +104,13 @@ export interface EventRule {
   pattern: RegExp;
 }
 
+const POLICY_DENIALS = [
+  'blocked by policy',
+  'denied by policy',
+  'violates? .*polic(y|ies)',
+  'admission webhook "[^"]*" denied',
+];
+
 /** Image pull errors and policy denials, as kubelets and admission controllers word them. */
 export const DEFAULT_EVENT_RULES: readonly EventRule[] = [
   {
@@ -112,7 +119,7 @@ export const DEFAULT_EVENT_RULES: readonly EventRule[] = [
   },
   {
     failure: 'PolicyDenied',
-    pattern: /blocked by policy|denied by policy|violates? .*polic(y|ies)|admission webhook "[^"]*" denied/i,
+    pattern: new RegExp(POLICY_DENIALS.join('|'), 'i'),
   },
 ];
 
@@ -148,6 +155,15 @@ interface Settings {
   log: Logger;
 }
 
+/** One rollout being followed. */
+interface Follow {
+  api: RolloutApi;
+  feed: DeploymentFeed;
+  target: RolloutTarget;
+  settings: Settings;
+  log: Logger;
+}
+
 type Verdict =
   | { ok: true; revision?: string }
   | { ok: false; failure: RolloutFailure; reason: string; revision?: string };
@@ -173,7 +189,7 @@ export async function followRollout(
   feed.start();
   let verdict: Verdict;
   try {
-    verdict = await awaitVerdict(api, feed, target, settings, started);
+    verdict = await awaitVerdict({ api, feed, target, settings, log }, started);
   } finally {
     feed.stop();
   }
@@ -185,7 +201,12 @@ export async function followRollout(
   }
 
   log.warn('rollout failed', { failure: verdict.failure, reason: verdict.reason });
-  const failed: RolloutFailed = { status: 'failed', deployment: id, ...withoutOk(verdict), durationMs };
+  const failed: RolloutFailed = {
+    status: 'failed',
+    deployment: id,
+    ...withoutOk(verdict),
+    durationMs,
+  };
   if (settings.rollback && verdict.failure !== 'Deleted') {
     Object.assign(failed, await rollBack(api, target.applied, feed.latest, log));
   }
@@ -209,16 +230,11 @@ function withoutOk(verdict: Extract<Verdict, { ok: false }>): Omit<typeof verdic
   return rest;
 }
 
-async function awaitVerdict(
-  api: RolloutApi,
-  feed: DeploymentFeed,
-  target: RolloutTarget,
-  settings: Settings,
-  started: number,
-): Promise<Verdict> {
+async function awaitVerdict(follow: Follow, started: number): Promise<Verdict> {
+  const { feed, settings } = follow;
   const deadline = started + settings.timeoutMs;
   for (;;) {
-    const verdict = await judge(api, feed, target, settings);
+    const verdict = await judge(follow);
     if (verdict) return verdict;
 
     const remaining = deadline - Date.now();
@@ -227,12 +243,8 @@ async function awaitVerdict(
   }
 }
 
-async function judge(
-  api: RolloutApi,
-  feed: DeploymentFeed,
-  target: RolloutTarget,
-  settings: Settings,
-): Promise<Verdict | undefined> {
+async function judge(follow: Follow): Promise<Verdict | undefined> {
+  const { api, feed, target, settings, log } = follow;
   const deployment = feed.latest;
   const id = objectId(deployment);
   if (feed.deleted) {
@@ -248,7 +260,13 @@ async function judge(
     const reason = `Deployment ${id}: ProgressDeadlineExceeded: ${stalled}`;
     return { ok: false, failure: 'ProgressDeadlineExceeded', reason, revision };
   }
-  return eventVerdict(api, deployment, target.since, settings.eventRules);
+  try {
+    return await eventVerdict(api, deployment, target.since, settings.eventRules);
+  } catch (err) {
+    // Events are a shortcut to a verdict; the deadline and the timeout still give one.
+    log.warn('cannot read ReplicaSets or Events; trying again', { error: describeError(err) });
+    return undefined;
+  }
 }
 
 /** The controller has seen the current spec (its status is about this generation). */
@@ -286,7 +304,8 @@ function timedOut(deployment: ClusterObject, timeoutMs: number): Verdict {
   const reason =
     `Deployment ${objectId(deployment)} not rolled out after ` +
     `${Math.round(timeoutMs / 1000)} s: ${state}`;
-  return { ok: false, failure: 'Timeout', reason, revision: revisionOf(deployment) };
+  const revision = observed(deployment) ? revisionOf(deployment) : undefined;
+  return { ok: false, failure: 'Timeout', reason, revision };
 }
 
 /** A Warning Event on the new ReplicaSet or its pods that matches a rule, as a verdict. */
@@ -427,9 +446,9 @@ function ownedBy(replicaSet: ClusterObject, deployment: ClusterObject): boolean 
 
   const uid = str(get(deployment, 'metadata', 'uid'));
   const name = str(get(deployment, 'metadata', 'name'));
-  return owners.some(
-    (o) => get(o, 'kind') === 'Deployment' && (uid ? get(o, 'uid') === uid : get(o, 'name') === name),
-  );
+  const matches = (owner: unknown): boolean =>
+    uid ? get(owner, 'uid') === uid : get(owner, 'name') === name;
+  return owners.some((owner) => get(owner, 'kind') === 'Deployment' && matches(owner));
 }
 
 /**
@@ -447,6 +466,7 @@ class DeploymentFeed {
   private stopped = false;
   private timer: NodeJS.Timeout | undefined;
   private waiter: (() => void) | undefined;
+  private changed = false;
 
   constructor(
     private readonly api: RolloutApi,
@@ -472,8 +492,12 @@ class DeploymentFeed {
     this.wake();
   }
 
-  /** Resolves on the next change, or after `ms`. */
+  /** Resolves on the next change (or at once if one came since the last call), or after `ms`. */
   next(ms: number): Promise<void> {
+    if (this.changed) {
+      this.changed = false;
+      return Promise.resolve();
+    }
     return new Promise((resolve) => {
       const timer = setTimeout(() => done(), ms);
       const done = (): void => {
@@ -486,7 +510,8 @@ class DeploymentFeed {
   }
 
   private wake(): void {
-    this.waiter?.();
+    if (this.waiter) this.waiter();
+    else this.changed = true;
   }
 
   private async connect(): Promise<void> {

@@ -3,26 +3,18 @@
  * wrapped (JWE) to the application's key-encryption key, and push the encrypted image. Layers
  * stream registry → cipher → registry, a bounded number at a time; the manifest goes last.
  */
-import { pipeline } from 'node:stream/promises';
-import { PassThrough } from 'node:stream';
 import { QUEUES } from '../contracts/index.js';
 import { CcpipeError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { parseManifest, type Descriptor, type ImageManifest } from '../oci/manifest.js';
+import type { Descriptor } from '../oci/manifest.js';
 import * as MT from '../oci/media-types.js';
 import { ImageReference } from '../oci/reference.js';
-import type { RegistryClient } from '../oci/registry-client.js';
-import {
-  createLayerEncryptor,
-  encryptedManifest,
-  isEncryptedMediaType,
-  type Recipient,
-} from '../ocicrypt/index.js';
+import { encryptedManifest, type Recipient } from '../ocicrypt/index.js';
 import type { RunOutputs, RunRecord } from '../runs/run-record.js';
 import { encryptedReference } from './references.js';
 import type { Services } from './services.js';
 import type { StageDefinition } from './stage-runner.js';
-import { mapBounded } from './concurrency.js';
+import { encryptLayers, readImageManifest } from './image-encryption.js';
 import { ensureBlobs } from './blobs.js';
 
 export function encryptStage(services: Services): StageDefinition {
@@ -41,14 +33,14 @@ async function encryptImage(services: Services, run: RunRecord, log: Logger): Pr
 
   const { registry, config } = services;
   const src = ImageReference.parse(converted.reference).withDigest(converted.digest);
-  const manifest = await readManifest(registry, src);
+  const manifest = await readImageManifest(registry, src);
   const key = await services.keys.ensureKey(run.application);
   const recipients: Recipient[] = [{ publicKey: key.publicKey }];
 
   const dst = encryptedReference(run.source, config.outputSuffix);
   await ensureBlobs(registry, src, dst, [manifest.config], log);
-  const layers = await mapBounded(manifest.layers, config.layerConcurrency, (layer) =>
-    encryptLayer(registry, src, dst, layer, recipients, log),
+  const layers = await encryptLayers(
+    registry, src, dst, manifest, recipients, config.layerConcurrency,
   );
 
   const encrypted = encryptedManifest(manifest, layers);
@@ -66,46 +58,6 @@ async function encryptImage(services: Services, run: RunRecord, log: Logger): Pr
     },
     key: { id: key.id, version: key.version },
   };
-}
-
-async function readManifest(registry: RegistryClient, ref: ImageReference): Promise<ImageManifest> {
-  const { bytes, mediaType } = await registry.getManifest(ref);
-  const parsed = parseManifest(bytes, mediaType, ref.toString());
-  if (parsed.kind !== 'manifest') {
-    throw new CcpipeError('UNSUPPORTED', `converted image ${ref} is an index, not an image`);
-  }
-  return parsed.manifest;
-}
-
-/** One layer, streamed: registry blob → AES-256-CTR/HMAC → upload to the output repository. */
-async function encryptLayer(
-  registry: RegistryClient,
-  src: ImageReference,
-  dst: ImageReference,
-  layer: Descriptor,
-  recipients: Recipient[],
-  log: Logger,
-): Promise<Descriptor> {
-  if (isEncryptedMediaType(layer.mediaType)) return layer;
-
-  const encryptor = createLayerEncryptor(layer, recipients);
-  const blob = await registry.openBlob(src, layer);
-  const ciphertext = new PassThrough();
-  const upload = registry.pushBlobStream(dst, ciphertext).catch((err: unknown) => {
-    blob.destroy(err instanceof Error ? err : undefined);
-    throw err;
-  });
-  const [, uploaded] = await Promise.all([pipeline(blob, encryptor.transform, ciphertext), upload]);
-
-  const desc = encryptor.finish();
-  if (uploaded.digest !== desc.digest) {
-    throw new CcpipeError(
-      'DIGEST_MISMATCH',
-      `encrypted layer ${layer.digest} uploaded as ${uploaded.digest}, expected ${desc.digest}`,
-    );
-  }
-  log.debug('layer encrypted', { digest: layer.digest, encryptedDigest: desc.digest });
-  return desc;
 }
 
 function mediaTypeChanges(before: Descriptor[], after: Descriptor[]): string[] {
