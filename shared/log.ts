@@ -8,7 +8,8 @@ export type LogFields = Record<string, unknown>;
 export type LogSink = (line: string) => void;
 
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
-const SECRET_FIELD = /(secret|password|token|symkey|privatekey|private_key|authorization|key_?material)/i;
+const SECRET_FIELD =
+  /(secret|password|token|symkey|privatekey|private_key|authorization|key_?material)/i;
 
 export interface Logger {
   debug(msg: string, fields?: LogFields): void;
@@ -41,7 +42,8 @@ export function createLogger(
 
   const emit = (level: LogLevel, msg: string, fields?: LogFields): void => {
     if (LEVELS[level] < threshold) return;
-    const record = { time: new Date().toISOString(), level, msg, ...redact({ ...base, ...fields }) };
+    const time = new Date().toISOString();
+    const record = { time, level, msg, ...redact({ ...base, ...fields }) };
     sink(JSON.stringify(record));
   };
 

@@ -105,7 +105,9 @@ function deployment(value: Record<string, unknown>): DeploymentMessage {
 function source(value: unknown): SourceImage {
   const src = object(value, 'source');
   const digest = string(src.digest, 'source.digest');
-  if (!DIGEST.test(digest)) throw invalid('source.digest', `is not a sha256 digest: ${show(digest)}`);
+  if (!DIGEST.test(digest)) {
+    throw invalid('source.digest', `is not a sha256 digest: ${show(digest)}`);
+  }
 
   const result: SourceImage = {
     registry: string(src.registry, 'source.registry'),

@@ -40,7 +40,8 @@ async function convertImage(services: Services, run: RunRecord, log: Logger): Pr
   const src = sourceReference(run.source);
   const image = await registry.resolveImage(src);
   assertPlatform(image.config, src);
-  log.info('source image resolved', { digest: image.manifestDigest, layers: image.manifest.layers.length });
+  const layerCount = image.manifest.layers.length;
+  log.info('source image resolved', { digest: image.manifestDigest, layers: layerCount });
 
   const dst = outputReference(run.source, config.outputSuffix);
   await ensureBlobs(registry, src, dst, image.manifest.layers, log);
@@ -123,7 +124,11 @@ function assertPlatform(config: { os?: string; architecture?: string }, ref: Ima
   }
 }
 
-function diffIdAt(config: { rootfs?: { diff_ids?: string[] } }, index: number, ref: ImageReference) {
+function diffIdAt(
+  config: { rootfs?: { diff_ids?: string[] } },
+  index: number,
+  ref: ImageReference,
+): string {
   const diffId = config.rootfs?.diff_ids?.[index];
   if (!diffId) {
     throw new CcpipeError('INVALID_INPUT', `config of ${ref} lists no rootfs.diff_ids[${index}]`);

@@ -76,7 +76,8 @@ async function deployRun(
     objects,
   });
   log.info('deployment applied', { location: applied.location, objects: applied.objects });
-  return { deployment: { path: applied.location, image: expected.image, objects: applied.objects } };
+  const { location, objects: names } = applied;
+  return { deployment: { path: location, image: expected.image, objects: names } };
 }
 
 function assertSameDeployment(message: DeploymentMessage, expected: DeploymentMessage): void {

@@ -108,7 +108,8 @@ function refusedRegistries(services: Services, events: RegistryEvent[]): string 
 
 function handshake(services: Services, request: WebhookRequest): WebhookResponse {
   const headers = abuseProtectionResponse(request.headers, services.config.cloudEventsOrigins);
-  return headers ? { status: 200, headers } : { status: 403, jsonBody: { error: 'origin not allowed' } };
+  if (!headers) return { status: 403, jsonBody: { error: 'origin not allowed' } };
+  return { status: 200, headers };
 }
 
 export async function startRun(

@@ -31,7 +31,8 @@ export async function handleStageMessage(
   delivery: Delivery,
 ): Promise<void> {
   const message = parseMessage(delivery.body, MESSAGE_TYPE[stage]);
-  const invocation = { stage, runId: message.runId, messageId: delivery.messageId, log: delivery.log };
+  const { messageId, log } = delivery;
+  const invocation = { stage, runId: message.runId, messageId, log };
 
   switch (message.type) {
     case 'ccpipe.convert':

@@ -22,7 +22,7 @@ describe('local stack processes', () => {
   it('refuses to start a registry on a port another program holds', async () => {
     const start = startRegistry({ dataDir: dir.path, port, portHint: '; pick another' });
     await expect(start).rejects.toThrow(
-      new RegExp(`127.0.0.1:${port} is already in use, so docker-registry cannot listen there; pick`),
+      new RegExp(`127.0.0.1:${port} is already in use, so docker-registry cannot listen there`),
     );
   });
 

@@ -26,7 +26,11 @@ describe('parseMessage', () => {
     ['not JSON', '{', /not JSON/],
     ['an array', '[]', /message field message must be an object/],
     ['another version', JSON.stringify({ ...convert, version: 2 }), /field version must be 1/],
-    ['another type', JSON.stringify({ ...convert, type: 'ccpipe.encrypt' }), /field type must be "ccpipe.convert"/],
+    [
+      'another type',
+      JSON.stringify({ ...convert, type: 'ccpipe.encrypt' }),
+      /field type must be "ccpipe.convert"/,
+    ],
     ['a bad run id', JSON.stringify({ ...convert, runId: '../x' }), /field runId/],
     [
       'a digest of another algorithm',

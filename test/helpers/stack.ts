@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAzurite, startRegistry, type RegistryOptions } from '../../cli/stack/processes.js';
 
-export async function tempDir(prefix = 'ccpipe-test-'): Promise<{ path: string; remove(): Promise<void> }> {
+export async function tempDir(
+  prefix = 'ccpipe-test-',
+): Promise<{ path: string; remove(): Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), prefix));
   return { path, remove: () => rm(path, { recursive: true, force: true }) };
 }

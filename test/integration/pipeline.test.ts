@@ -92,7 +92,8 @@ describe('push → convert → encrypt → register → deploy on the local stac
       expect(layer.mediaType).toBe('application/vnd.oci.image.layer.v1.tar+gzip+encrypted');
       expect(image.layerDigests).not.toContain(layer.digest);
       const pubopts = JSON.parse(
-        Buffer.from(layer.annotations!['org.opencontainers.image.enc.pubopts']!, 'base64').toString(),
+        Buffer.from(layer.annotations!['org.opencontainers.image.enc.pubopts']!, 'base64')
+          .toString(),
       );
       expect(pubopts).toMatchObject({ cipher: 'AES_256_CTR_HMAC_SHA256', cipheroptions: {} });
       const jwe = layer.annotations!['org.opencontainers.image.enc.keys.jwe']!;
@@ -105,7 +106,8 @@ describe('push → convert → encrypt → register → deploy on the local stac
   it('decrypts with skopeo and the local private key to the original layer digests', async () => {
     const keys = new LocalKeyStore(join(stack.config.dataDir, 'keys'));
     const out = join(dir.path, 'decrypted');
-    await decryptToLayout(run.outputs.encrypted!.reference, keys.privateKeyPath(run.application), out, 'd');
+    const keyPath = keys.privateKeyPath(run.application);
+    await decryptToLayout(run.outputs.encrypted!.reference, keyPath, out, 'd');
 
     const index = JSON.parse(await readFile(join(out, 'index.json'), 'utf8'));
     const manifestDigest: string = index.manifests[0].digest;
@@ -248,7 +250,9 @@ function distributionEnvelope(registry: string, repository: string, digest: stri
         url: `http://${registry}/v2/${repository}/manifests/${digest}`,
         tag,
       },
-      request: { id: 'r1', addr: '127.0.0.1:40000', host: registry, method: 'PUT', useragent: 'test' },
+      request: {
+        id: 'r1', addr: '127.0.0.1:40000', host: registry, method: 'PUT', useragent: 'test',
+      },
       actor: {},
       source: { addr: 'localhost:5000', instanceID: 'i1' },
     }],

@@ -61,7 +61,8 @@ describe('RunStore on Azurite', () => {
       ),
     );
     const stored = await store.get(runId);
-    expect(stored?.run.eventIds.sort()).toEqual(Array.from({ length: 8 }, (_, i) => `e${i}`).sort());
+    const expected = Array.from({ length: 8 }, (_, i) => `e${i}`).sort();
+    expect(stored?.run.eventIds.sort()).toEqual(expected);
   });
 
   it('refuses a malformed run id before touching storage', async () => {
