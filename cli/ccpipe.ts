@@ -3,6 +3,7 @@
  * The `ccpipe` command.
  *   ccpipe start   run the local host with Azurite and the registry, until Ctrl-C
  *   ccpipe demo    push a sample image through the whole pipeline and verify the result
+ *   ccpipe decrypt, verify, ledger verify, keys rotate: operator commands (see USAGE)
  */
 import { join } from 'node:path';
 import { parsePort } from '../shared/config.js';
@@ -10,6 +11,9 @@ import { describeError } from '../shared/errors.js';
 import { createLogger } from '../shared/log.js';
 import { decryptCommand } from './decrypt.js';
 import { demoCommand } from './demo.js';
+import { keysCommand } from './keys.js';
+import { ledgerCommand } from './ledger.js';
+import { verifyCommand } from './verify.js';
 import { startLocalStack } from './stack/local-stack.js';
 
 const USAGE = `usage: ccpipe <command>
@@ -17,6 +21,12 @@ const USAGE = `usage: ccpipe <command>
   demo    build and push a sample image, wait for its run, verify it with skopeo
   decrypt <encrypted image ref> --key <private key PEM> [--output oci:<dir>:<tag> | --verify]
           decrypt every layer, check HMAC, digests and diffIDs; print a per-layer report
+  verify <encrypted image ref>
+          check its measurement referrer, ledger record, ledger chain and key releasePolicy
+  ledger verify
+          check every record of the ledger and its hash chain
+  keys rotate <application>
+          make a new version of the application's key current (registry/repository)
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -29,6 +39,12 @@ async function main(argv: string[]): Promise<number> {
       return startCommand(join(dataDir, 'local'), ports);
     case 'decrypt':
       return decryptCommand(argv.slice(1));
+    case 'verify':
+      return verifyCommand(argv.slice(1));
+    case 'ledger':
+      return ledgerCommand(argv.slice(1));
+    case 'keys':
+      return keysCommand(argv.slice(1));
     default:
       process.stderr.write(USAGE);
       return argv[0] === undefined || argv[0] === 'help' ? 0 : 2;

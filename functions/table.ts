@@ -1,5 +1,6 @@
 /** The registration table: every function ccpipe has, for the Azure host and the local host. */
 import { ingestEventGrid } from './ingest-eventgrid.js';
+import { redeployHttp, redeployQueue } from './redeploy.js';
 import { registryEvents } from './registry-events.js';
 import { runs } from './runs.js';
 import type { FunctionSpec } from './spec.js';
@@ -13,4 +14,6 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
   encrypt,
   register,
   deploy,
+  redeployHttp,
+  redeployQueue,
 ];

@@ -37,8 +37,17 @@ export interface Config {
   layerConcurrency: number;
   /** Origins allowed by the CloudEvents handshake. `CCPIPE_CLOUDEVENTS_ORIGINS`, default none. */
   cloudEventsOrigins: string[];
+  /**
+   * Measurements a key's releasePolicy releases to: the newest and those before it, so a
+   * rollback to the previous image still gets its key. `CCPIPE_KEEP_MEASUREMENTS`, default 2.
+   */
+  keepMeasurements: number;
   /** `CCPIPE_LOG_LEVEL`: debug, info (default), warn or error. */
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** Key Vault (Premium) or Managed HSM holding the application keys. `CCPIPE_KEY_VAULT_URL`. */
+  keyVaultUrl?: string;
+  /** Write releasePolicies immutable. `CCPIPE_KEY_VAULT_IMMUTABLE_POLICY`, default false. */
+  keyVaultImmutablePolicy: boolean;
 }
 
 type Env = Record<string, string | undefined>;
@@ -72,10 +81,34 @@ export function loadConfig(env: Env = process.env): Config {
     host: env.CCPIPE_HOST ?? '127.0.0.1',
     port: parsePort(env, 'CCPIPE_PORT', 7071),
     maxDequeueCount: integer(env, 'CCPIPE_MAX_DEQUEUE_COUNT', 5, 1, 100),
+    keepMeasurements: integer(env, 'CCPIPE_KEEP_MEASUREMENTS', 2, 1, 10),
     layerConcurrency: integer(env, 'CCPIPE_LAYER_CONCURRENCY', 2, 1, 16),
     cloudEventsOrigins: list(env.CCPIPE_CLOUDEVENTS_ORIGINS ?? ''),
     logLevel: logLevel(env.CCPIPE_LOG_LEVEL ?? 'info'),
+    keyVaultUrl: env.CCPIPE_KEY_VAULT_URL
+      ? httpsUrl('CCPIPE_KEY_VAULT_URL', env.CCPIPE_KEY_VAULT_URL)
+      : undefined,
+    keyVaultImmutablePolicy: flag(env, 'CCPIPE_KEY_VAULT_IMMUTABLE_POLICY', false),
   };
+}
+
+/** What operator commands (`ccpipe verify`, `ccpipe ledger`) read: no webhook secret needed. */
+export type OperatorConfig = Omit<Config, 'webhookSecret'>;
+
+/** The settings of {@link loadConfig}, validated the same way, without the webhook secret. */
+export function loadOperatorConfig(env: Env = process.env): OperatorConfig {
+  // The secret only authenticates webhook calls, which operator commands never receive.
+  const { webhookSecret: _unused, ...rest } = loadConfig({ ...env, CCPIPE_WEBHOOK_SECRET: '-' });
+  return rest;
+}
+
+/** `true` or `false` (also `1`/`0`); empty or unset means `fallback`. */
+function flag(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name]?.trim().toLowerCase();
+  if (raw === undefined || raw === '') return fallback;
+  if (raw === 'true' || raw === '1') return true;
+  if (raw === 'false' || raw === '0') return false;
+  throw configError(name, `must be true or false, got "${env[name]}"`);
 }
 
 function required(env: Env, name: string): string {

@@ -1,4 +1,4 @@
-import type { PipelineMessage, QueueName } from '../contracts/index.js';
+import type { QueueMessage, QueueName } from '../contracts/index.js';
 
 /**
  * The message bus port: Azure Service Bus in Azure, Azurite Queue storage on the local stack.
@@ -14,7 +14,7 @@ export interface MessageBus {
 export interface OutgoingMessage {
   messageId: string;
   correlationId: string;
-  body: PipelineMessage;
+  body: QueueMessage;
 }
 
 /** The poison queue's record of a message that failed for good. */

@@ -7,13 +7,18 @@
  * (`shared/adapters/local/key-store.ts`: PEM files plus the evaluator in `release-policy.ts`).
  */
 import type { KeyObject } from 'node:crypto';
+import type { Logger } from '../log.js';
 import type { AttestationClaims, ReleasePolicy } from './release-policy.js';
 
-/** A reference to an application's current key version and its public key. */
+/** A reference to one version of an application's key and its public key. */
 export interface KeyHandle {
-  /** Stable key identifier, e.g. `local:<application>` or a Key Vault key URL without version. */
+  /**
+   * Key identifier as the store names it: `local:<key name>` for the local store (the same for
+   * every version; `version` tells them apart), and for Key Vault the versioned key id
+   * `https://<vault>/keys/<key name>/<version>` (the kid layers are wrapped to).
+   */
   id: string;
-  /** Key version; changes only when the key material changes. */
+  /** Key version; changes only when the key material changes (a rotation). */
   version: string;
   /** The public key (RSA), used to wrap layer keys for ocicrypt recipients. */
   publicKey: KeyObject;
@@ -34,6 +39,13 @@ export interface KeyStore {
    */
   setReleasePolicy(application: string, policy: ReleasePolicy): Promise<KeyHandle>;
 
+  /**
+   * Makes a new key version the current one and returns its handle; the previous versions stay
+   * usable for decrypting images wrapped to them, and the new version carries the current
+   * releasePolicy. NOT_FOUND when the application has no key.
+   */
+  rotateKey(application: string): Promise<KeyHandle>;
+
   /** The key's current releasePolicy, or `undefined` when it has none or no key exists. */
   getReleasePolicy(application: string): Promise<ReleasePolicy | undefined>;
 
@@ -43,4 +55,18 @@ export interface KeyStore {
    * key has none; NOT_FOUND when the application has no key.
    */
   releaseKey(application: string, attestation: AttestationClaims): Promise<KeyObject>;
+}
+
+/**
+ * Rotates the application's key (a new version becomes current) and records the new version in
+ * the log; returns its handle. Images encrypted earlier stay wrapped to their version.
+ */
+export async function rotateApplicationKey(
+  keys: KeyStore,
+  application: string,
+  log: Logger,
+): Promise<KeyHandle> {
+  const handle = await keys.rotateKey(application);
+  log.info('key rotated', { application, keyId: handle.id, keyVersion: handle.version });
+  return handle;
 }

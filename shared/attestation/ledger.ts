@@ -135,6 +135,91 @@ export function verifyLedger(records: readonly LedgerRecord[]): LedgerVerificati
   return { ok: true, count: records.length };
 }
 
+/** Result of {@link auditLedgerContent}: the verdict and the records read before any break. */
+export interface LedgerAudit extends LedgerVerification {
+  /** The records that verified, oldest first (all of them when ok). */
+  records: LedgerRecord[];
+}
+
+/**
+ * Reads the ledger blob and audits its stored bytes with {@link auditLedgerContent}; an absent
+ * blob is an empty, intact ledger.
+ */
+export async function auditLedger(appendBlob: AppendBlobClient): Promise<LedgerAudit> {
+  let content: Buffer;
+  try {
+    content = await appendBlob.downloadToBuffer();
+  } catch (err) {
+    if (statusOf(err) === 404) return { ok: true, count: 0, records: [] };
+    throw new CcpipeError('UPSTREAM', `cannot read ledger ${appendBlob.name}`, { cause: err });
+  }
+  return auditLedgerContent(content);
+}
+
+/**
+ * Checks the ledger's bytes, not only what they parse to: every line must be exactly the
+ * canonical JSON ccpipe writes for a well-formed record (so whitespace, escapes, key order or a
+ * duplicated key are edits too), ending with a newline, and the records must form the chain of
+ * {@link verifyLedger}. Any change to any byte of any line therefore breaks the audit at that
+ * line or, for a `previousHash`, at the link it names. Never throws for bad content.
+ */
+export function auditLedgerContent(content: Buffer): LedgerAudit {
+  const lines = splitLines(content);
+  const records: LedgerRecord[] = [];
+  let previousHash = GENESIS_HASH;
+
+  const cutOff = !endsWithNewline(content);
+
+  for (const [position, line] of lines.entries()) {
+    const unterminated = cutOff && position === lines.length - 1;
+    const parsed = auditLine(line, position, unterminated);
+    const broken = typeof parsed === 'string' ? parsed : checkLink(parsed, position, previousHash);
+    if (broken) {
+      return { ok: false, count: position, firstBrokenIndex: position, reason: broken, records };
+    }
+
+    const record = parsed as LedgerRecord;
+    records.push(record);
+    previousHash = record.hash;
+  }
+  return { ok: true, count: records.length, records };
+}
+
+function splitLines(content: Buffer): Buffer[] {
+  const lines: Buffer[] = [];
+  let start = 0;
+  while (start < content.length) {
+    const end = content.indexOf(0x0a, start);
+    const stop = end === -1 ? content.length : end;
+    lines.push(content.subarray(start, stop));
+    start = stop + 1;
+  }
+  return lines;
+}
+
+function endsWithNewline(content: Buffer): boolean {
+  return content.length === 0 || content[content.length - 1] === 0x0a;
+}
+
+/** The record on one stored line, or why the line is not one ccpipe wrote. */
+function auditLine(line: Buffer, position: number, unterminated: boolean): LedgerRecord | string {
+  if (unterminated) return `record ${position} does not end with a newline (a cut-off append?)`;
+
+  let value: unknown;
+  try {
+    value = JSON.parse(line.toString('utf8'));
+  } catch {
+    return `record ${position} is not JSON`;
+  }
+  if (!isRecordShape(value)) return `record ${position} lacks a field or has one of the wrong type`;
+
+  if (!Buffer.from(canonicalJson(value), 'utf8').equals(line)) {
+    return `record ${position} is not in the canonical form ccpipe writes ` +
+      '(its bytes were edited: whitespace, escapes, member order or a duplicated member)';
+  }
+  return value;
+}
+
 function checkLink(record: LedgerRecord, position: number, previousHash: string): string | null {
   if (record.index !== position) {
     return `record at position ${position} has index ${record.index}`;
@@ -237,17 +322,18 @@ function parseRecord(name: string, line: string, lineIndex: number): LedgerRecor
     });
   }
 
-  const record = value as Record<string, unknown>;
-  const strings = [...FIELD_NAMES, 'previousHash', 'time', 'hash'];
-  const ok =
-    value !== null &&
-    typeof value === 'object' &&
-    Number.isInteger(record.index) &&
-    strings.every((field) => typeof record[field] === 'string');
-  if (!ok) {
+  if (!isRecordShape(value)) {
     throw new CcpipeError('INVALID_INPUT', `ledger ${name} line ${lineIndex + 1} is not a record`);
   }
-  return value as LedgerRecord;
+  return value;
+}
+
+function isRecordShape(value: unknown): value is LedgerRecord {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
+  const record = value as Record<string, unknown>;
+  const strings = [...FIELD_NAMES, 'previousHash', 'time', 'hash'];
+  return Number.isInteger(record.index) &&
+    strings.every((field) => typeof record[field] === 'string');
 }
 
 function checkFields(fields: LedgerFields): void {

@@ -8,7 +8,8 @@
  * | `convert`     | `ccpipe.convert`     | ingest            | convert    |
  * | `encrypt`     | `ccpipe.encrypt`     | convert           | encrypt    |
  * | `register`    | `ccpipe.register`    | encrypt           | register   |
- * | `deployments` | `ccpipe.deployment`  | register, redeploy| deploy     |
+ * | `deployments` | `ccpipe.deployment`  | register          | deploy     |
+ * | `redeploy-requests` | `ccpipe.redeploy` | `POST /api/redeploy`, operators | redeploy |
  */
 import { CcpipeError } from '../errors.js';
 
@@ -19,6 +20,7 @@ export const QUEUES = {
   encrypt: 'encrypt',
   register: 'register',
   deployments: 'deployments',
+  redeployRequests: 'redeploy-requests',
 } as const;
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
 
@@ -53,8 +55,26 @@ export interface DeploymentMessage {
   key: { id: string; version: string };
 }
 
+/**
+ * Asks for an application's objects to be rendered and applied again, e.g. after a key rotation
+ * or a cluster rebuild: the run of `digest` (or the application's latest deployed run) with the
+ * key's current version. Requests for the same run and key version collapse into one.
+ */
+export interface RedeployRequest {
+  version: 1;
+  type: 'ccpipe.redeploy';
+  /** `registry/repository`, as in run records. */
+  application: string;
+  /** Manifest digest of the pushed image; the latest deployed run when absent. */
+  digest?: string;
+  reason: string;
+}
+
+/** Messages about one run. */
 export type PipelineMessage = StageMessage | DeploymentMessage;
-export type MessageType = PipelineMessage['type'];
+/** Everything that travels on ccpipe's queues. */
+export type QueueMessage = PipelineMessage | RedeployRequest;
+export type MessageType = QueueMessage['type'];
 
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
 const RUN_ID = /^[a-f0-9]{32}$/;
@@ -64,7 +84,7 @@ const MAX_MESSAGE_BYTES = 64 * 1024;
 export function parseMessage<T extends MessageType>(
   body: string,
   expected: T,
-): Extract<PipelineMessage, { type: T }> {
+): Extract<QueueMessage, { type: T }> {
   if (body.length > MAX_MESSAGE_BYTES) {
     throw invalid('message', `is larger than ${MAX_MESSAGE_BYTES} bytes`);
   }
@@ -76,8 +96,11 @@ export function parseMessage<T extends MessageType>(
     throw invalid('type', `must be "${expected}", got ${show(value.type)}`);
   }
 
-  const parsed = expected === 'ccpipe.deployment' ? deployment(value) : stage(value, expected);
-  return parsed as Extract<PipelineMessage, { type: T }>;
+  const parsed =
+    expected === 'ccpipe.deployment' ? deployment(value)
+    : expected === 'ccpipe.redeploy' ? redeploy(value)
+    : stage(value, expected as StageMessage['type']);
+  return parsed as Extract<QueueMessage, { type: T }>;
 }
 
 function stage(value: Record<string, unknown>, type: StageMessage['type']): StageMessage {
@@ -100,6 +123,25 @@ function deployment(value: Record<string, unknown>): DeploymentMessage {
     measurement: string(value.measurement, 'measurement'),
     key: { id: string(key.id, 'key.id'), version: string(key.version, 'key.version') },
   };
+}
+
+function redeploy(value: Record<string, unknown>): RedeployRequest {
+  const application = string(value.application, 'application');
+  if (!/^[a-z0-9.:[\]-]+\/[a-z0-9._/-]+$/.test(application)) {
+    throw invalid('application', `must be registry/repository, got ${show(application)}`);
+  }
+  const request: RedeployRequest = {
+    version: 1,
+    type: 'ccpipe.redeploy',
+    application,
+    reason: string(value.reason, 'reason'),
+  };
+  if (value.digest !== undefined) {
+    const digest = string(value.digest, 'digest');
+    if (!DIGEST.test(digest)) throw invalid('digest', `is not a sha256 digest: ${show(digest)}`);
+    request.digest = digest;
+  }
+  return request;
 }
 
 function source(value: unknown): SourceImage {

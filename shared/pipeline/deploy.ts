@@ -8,7 +8,7 @@
 import type { DeploymentMessage } from '../contracts/index.js';
 import { CcpipeError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { workloadNameFor } from '../names.js';
+import { keyNameFor, workloadNameFor } from '../names.js';
 import type { RunOutputs, RunRecord } from '../runs/run-record.js';
 import { getTarget } from '../targets/index.js';
 import { loadPolicy } from './artefacts.js';
@@ -49,35 +49,57 @@ async function deployRun(
 ): Promise<RunOutputs> {
   const expected = deploymentFor(services, run);
   assertSameDeployment(message, expected);
-  const measurement = run.outputs.measurement;
-  if (!measurement) throw new CcpipeError('INTERNAL', `run ${run.runId} has no measurement`);
 
-  const policyText = await loadPolicy(services, measurement.policyDigest);
-  const workload = workloadNameFor(expected.application);
-  const objects = getTarget(expected.target).render({
+  const deployment = await renderAndApply(services, run, expected.key, run.runId, log);
+  await recordLatest(services, run);
+  return { deployment };
+}
+
+/** Renders the run's objects with `key` and applies them under `name`. */
+export async function renderAndApply(
+  services: Services,
+  run: RunRecord,
+  key: { id: string; version: string },
+  name: string,
+  log: Logger,
+): Promise<NonNullable<RunOutputs['deployment']>> {
+  const { image, namespace, target, measurement } = deploymentFor(services, run);
+  const recorded = run.outputs.measurement;
+  if (!recorded) throw new CcpipeError('INTERNAL', `run ${run.runId} has no measurement`);
+
+  const policyText = await loadPolicy(services, recorded.policyDigest);
+  const workload = workloadNameFor(run.application);
+  const objects = getTarget(target).render({
     application: workload,
-    namespace: expected.namespace,
-    image: expected.image,
-    runId: expected.runId,
-    key: expected.key,
+    namespace,
+    image,
+    runId: run.runId,
+    key,
     maaEndpoint: services.config.maaEndpoint,
     measurement: {
       kind: 'sevsnp-hostdata',
-      value: measurement.value,
+      value: measurement,
       policyText,
-      layerHashes: measurement.layerHashes,
+      layerHashes: recorded.layerHashes,
     },
   });
 
   const applied = await services.cluster.apply({
-    namespace: expected.namespace,
-    application: workload,
-    runId: expected.runId,
-    objects,
+    namespace, application: workload, runId: run.runId, objects, name,
   });
   log.info('deployment applied', { location: applied.location, objects: applied.objects });
-  const { location, objects: names } = applied;
-  return { deployment: { path: location, image: expected.image, objects: names } };
+  return { path: applied.location, image, objects: applied.objects };
+}
+
+/** The application's latest deployed run, for redeploys that name no digest. */
+async function recordLatest(services: Services, run: RunRecord): Promise<void> {
+  const body = JSON.stringify({ runId: run.runId, deployedAt: new Date().toISOString() });
+  const blob = services.artefacts.getBlockBlobClient(latestRunPath(run.application));
+  await blob.upload(body, Buffer.byteLength(body));
+}
+
+export function latestRunPath(application: string): string {
+  return `apps/${keyNameFor(application)}/latest-run.json`;
 }
 
 function assertSameDeployment(message: DeploymentMessage, expected: DeploymentMessage): void {

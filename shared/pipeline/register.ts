@@ -1,13 +1,18 @@
 /**
  * Register: bind the measurement to the application's key (its release policy now demands the
- * new measurement, keeping the previous ones so rollbacks still work) and append a record to the
- * tamper-evident ledger. Then send the deployment message.
+ * new measurement, keeping the previous ones so rollbacks still work), append a record to the
+ * tamper-evident ledger and attach the measurement record to the encrypted image as an OCI
+ * referrer. Then send the deployment message. Every step is idempotent per run.
  */
 import { QUEUES } from '../contracts/index.js';
 import { CcpipeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { addMeasurement } from '../attestation/release-policy.js';
-import { appendRecord } from '../attestation/ledger.js';
+import { appendRecord, type LedgerRecord } from '../attestation/ledger.js';
+import {
+  attachMeasurementRecord,
+  type MeasurementRecord,
+} from '../attestation/measurement-record.js';
 import type { RunOutputs, RunRecord } from '../runs/run-record.js';
 import { getTarget } from '../targets/index.js';
 import { LEDGER_BLOB, type Services } from './services.js';
@@ -16,8 +21,6 @@ import { deploymentFor } from './deploy.js';
 import { withBlobLock } from './lock.js';
 import { keyNameFor } from '../names.js';
 
-/** How many earlier measurements a release policy keeps beside the newest. */
-export const KEEP_PREVIOUS_MEASUREMENTS = 2;
 
 export function registerStage(services: Services): StageDefinition {
   return {
@@ -44,14 +47,15 @@ async function registerMeasurement(
     layerHashes: measurement.layerHashes,
   });
   // Read-modify-write of the release policy, one run of an application at a time.
-  const key = await withBlobLock(services.artefacts, `release-policy-${keyNameFor(run.application)}`,
+  const lockName = `release-policy-${keyNameFor(run.application)}`;
+  const key = await withBlobLock(services.artefacts, lockName,
     async () => {
       const existing = await services.keys.getReleasePolicy(run.application);
       const policy = addMeasurement(
         existing,
         services.config.maaEndpoint,
         claims,
-        KEEP_PREVIOUS_MEASUREMENTS,
+        services.config.keepMeasurements - 1,
       );
       return services.keys.setReleasePolicy(run.application, policy);
     });
@@ -72,5 +76,37 @@ async function registerMeasurement(
   });
   log.info('ledger record appended', { index: record.index, hash: record.hash });
 
-  return { key: { id: key.id, version: key.version }, ledger: { index: record.index, hash: record.hash } };
+  const referrer = await attachMeasurementRecord(services.registry, encrypted,
+    measurementRecord(measurement.kind, record));
+  log.info('measurement record attached to the encrypted image', {
+    subject: encrypted.digest, referrer: referrer.digest, pushed: referrer.pushed,
+  });
+
+  return {
+    key: { id: key.id, version: key.version },
+    ledger: { index: record.index, hash: record.hash },
+    referrer: { digest: referrer.digest },
+  };
+}
+
+/**
+ * The record the referrer carries: the run's registration exactly as its ledger record holds it
+ * (a redelivered run gets the record appended the first time), plus the measurement's kind.
+ */
+function measurementRecord(kind: string, entry: LedgerRecord): MeasurementRecord {
+  return {
+    schemaVersion: 1,
+    runId: entry.runId,
+    application: entry.application,
+    target: entry.target,
+    measurement: { kind, value: entry.measurement },
+    policyDigest: entry.policyDigest,
+    key: { id: entry.keyId, version: entry.keyVersion },
+    ledger: { index: entry.index, hash: entry.hash },
+    digests: {
+      source: entry.sourceDigest,
+      converted: entry.convertedDigest,
+      encrypted: entry.encryptedDigest,
+    },
+  };
 }

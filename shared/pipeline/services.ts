@@ -14,6 +14,10 @@ import { RegistryClient } from '../oci/registry-client.js';
 import { RunStore } from '../runs/run-store.js';
 import { createLogger, type Logger } from '../log.js';
 import { join } from 'node:path';
+import type { TokenCredential } from '@azure/identity';
+import type { KeyClientOptions } from '@azure/keyvault-keys';
+import { KeyVaultKeyStore } from '../adapters/azure/key-vault-store.js';
+import { azureCredential } from '../adapters/azure/lazy-credential.js';
 
 export const RUNS_CONTAINER = 'ccpipe-runs';
 export const LEDGER_CONTAINER = 'ccpipe-ledger';
@@ -49,9 +53,35 @@ export function createServices(config: Config, log: Logger = createLogger()): Se
       credentials: () => config.registryCredentials,
       log: log.child({ component: 'registry' }),
     }),
-    keys: new LocalKeyStore(join(config.dataDir, 'keys')),
+    keys: createKeyStore(config, log),
     cluster: new LocalCluster(join(config.dataDir, 'deployments')),
   };
+}
+
+/** The settings that select and configure the key store. */
+export type KeyStoreSettings =
+  Pick<Config, 'dataDir' | 'keyVaultUrl' | 'keyVaultImmutablePolicy' | 'maaEndpoint'>;
+
+/**
+ * The key store the settings select: Key Vault when `CCPIPE_KEY_VAULT_URL` is set (its
+ * credential from `@azure/identity`, created on the first token request, unless `credential` is
+ * given), else the local PEM store in `<dataDir>/keys`. Constructing either contacts nothing.
+ */
+export function createKeyStore(
+  config: KeyStoreSettings,
+  log: Logger,
+  overrides: { credential?: TokenCredential; clientOptions?: KeyClientOptions } = {},
+): KeyStore {
+  if (config.keyVaultUrl === undefined) return new LocalKeyStore(join(config.dataDir, 'keys'));
+
+  return new KeyVaultKeyStore({
+    vaultUrl: config.keyVaultUrl,
+    credential: overrides.credential ?? azureCredential(),
+    authority: config.maaEndpoint,
+    immutable: config.keyVaultImmutablePolicy,
+    log: log.child({ component: 'key-vault' }),
+    ...(overrides.clientOptions ? { clientOptions: overrides.clientOptions } : {}),
+  });
 }
 
 /** Creates the containers the services write to; safe to call more than once. */

@@ -2,7 +2,7 @@
  * Entry points for the queue-triggered stages: parse the message, run the stage, and, when a
  * message is given up on, record the run as failed with the reason.
  */
-import { parseMessage, type MessageType } from '../contracts/index.js';
+import { parseMessage, type PipelineMessage } from '../contracts/index.js';
 import type { Logger } from '../log.js';
 import type { StageName } from '../runs/run-record.js';
 import { convertStage } from './convert.js';
@@ -12,7 +12,7 @@ import { registerStage } from './register.js';
 import type { Services } from './services.js';
 import { markRunFailed, runStage } from './stage-runner.js';
 
-const MESSAGE_TYPE: Record<StageName, MessageType> = {
+const MESSAGE_TYPE: Record<StageName, PipelineMessage['type']> = {
   convert: 'ccpipe.convert',
   encrypt: 'ccpipe.encrypt',
   register: 'ccpipe.register',
@@ -30,7 +30,7 @@ export async function handleStageMessage(
   stage: StageName,
   delivery: Delivery,
 ): Promise<void> {
-  const message = parseMessage(delivery.body, MESSAGE_TYPE[stage]);
+  const message: PipelineMessage = parseMessage(delivery.body, MESSAGE_TYPE[stage]);
   const { messageId, log } = delivery;
   const invocation = { stage, runId: message.runId, messageId, log };
 

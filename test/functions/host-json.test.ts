@@ -15,7 +15,10 @@ describe('host.json and the registration table', () => {
     expect(new Set(names).size).toBe(names.length);
 
     const queues = FUNCTIONS.flatMap((f) => (f.kind === 'queue' ? [f.queue] : []));
-    expect(queues.sort()).toEqual(['convert', 'deployments', 'encrypt', 'register']);
-    expect(FUNCTIONS.find((f) => f.kind === 'http')).toMatchObject({ route: 'registry-events' });
+    expect(queues.sort()).toEqual(
+      ['convert', 'deployments', 'encrypt', 'redeploy-requests', 'register'],
+    );
+    const routes = FUNCTIONS.flatMap((f) => (f.kind === 'http' ? [f.route] : []));
+    expect(routes.sort()).toEqual(['redeploy', 'registry-events', 'runs/{runId}']);
   });
 });

@@ -7,7 +7,7 @@ import {
   type ServiceBusSender,
   type TokenCredential,
 } from '@azure/service-bus';
-import type { PipelineMessage, QueueName } from '../../contracts/index.js';
+import type { QueueMessage, QueueName } from '../../contracts/index.js';
 import { CcpipeError, type ErrorCode } from '../../errors.js';
 import type { MessageBus, OutgoingMessage } from '../bus.js';
 
@@ -152,10 +152,12 @@ export function toServiceBusMessage(
 
 /** The properties subscriptions and operators filter on. */
 export function routingProperties(
-  body: PipelineMessage,
+  body: QueueMessage,
   traceparent?: string,
 ): Record<string, string> {
-  const properties: Record<string, string> = { type: body.type, runId: body.runId };
+  const properties: Record<string, string> = { type: body.type };
+  if ('runId' in body) properties.runId = body.runId;
+  if (body.type === 'ccpipe.redeploy') properties.application = body.application;
   if (body.type === 'ccpipe.deployment') {
     properties.application = body.application;
     properties.target = body.target;

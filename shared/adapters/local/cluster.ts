@@ -15,6 +15,8 @@ export interface ApplyInput {
   application: string;
   runId: string;
   objects: KubernetesObject[];
+  /** Name of this application of the objects (a redeploy's id); the run id when absent. */
+  name?: string;
 }
 
 export interface ApplyResult {
@@ -25,7 +27,7 @@ export interface ApplyResult {
 
 /**
  * The local cluster: writes the objects as one YAML file per run under
- * `<dir>/<namespace>/<application>/<runId>.yaml`, atomically (write then rename), so
+ * `<dir>/<namespace>/<application>/<runId or redeploy name>.yaml`, atomically (write then rename), so
  * applying the same run twice leaves one identical file.
  */
 export class LocalCluster implements Cluster {
@@ -35,7 +37,7 @@ export class LocalCluster implements Cluster {
     const folder = join(this.dir, safe(input.namespace), safe(input.application));
     await mkdir(folder, { recursive: true });
 
-    const path = join(folder, `${input.runId}.yaml`);
+    const path = join(folder, `${safe(input.name ?? input.runId)}.yaml`);
     const temp = `${path}.${process.pid}.${randomUUID()}.tmp`;
     await writeFile(temp, toYaml(input.objects));
     await rename(temp, path);

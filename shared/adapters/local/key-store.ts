@@ -6,7 +6,12 @@
  * <dir>/<key name>.key.pem              PKCS#8 private key, mode 0600
  * <dir>/<key name>.pub.pem              SPKI public key
  * <dir>/<key name>.release-policy.json  releasePolicy (Key Vault grammar)
+ * <dir>/<key name>.<version>.key.pem    an earlier version's private key, kept by rotateKey
+ * <dir>/<key name>.<version>.pub.pem    its public key
  * ```
+ *
+ * The current version is the unversioned pair; its version is derived from the public key. One
+ * releasePolicy guards the key whatever its version (Key Vault copies it to a new version too).
  *
  * The key name of an application comes from `keyNameFor` (Key Vault's spelling: letters,
  * digits and `-`; a repository path such as `team/web` gets a hash suffix), so every name,
@@ -14,6 +19,8 @@
  *
  * NOTE: this store stands in for Key Vault on the local stack and in tests. Its private keys
  * are only as safe as the directory's permissions; nothing here is an HSM.
+ * NOTE: a rotation is serialised with other calls of the same store object only; two processes
+ * rotating one key at once can both archive the old version and the last writer's key wins.
  */
 import { keyNameFor } from '../../names.js';
 import {
@@ -59,6 +66,11 @@ export class LocalKeyStore implements KeyStore {
     return join(this.dir, `${safeStem(application)}.pub.pem`);
   }
 
+  /** Path of an earlier version's private key, as {@link rotateKey} keeps it. */
+  archivedPrivateKeyPath(application: string, version: string): string {
+    return join(this.dir, `${safeStem(application)}.${safeVersion(version)}.key.pem`);
+  }
+
   /** Path of the application's releasePolicy JSON. */
   releasePolicyPath(application: string): string {
     return join(this.dir, `${safeStem(application)}.release-policy.json`);
@@ -70,6 +82,20 @@ export class LocalKeyStore implements KeyStore {
     if (inFlight) return inFlight;
 
     const promise = this.loadOrCreate(application).finally(() => this.pending.delete(stem));
+    this.pending.set(stem, promise);
+    return promise;
+  }
+
+  /**
+   * Keeps the current key as `<key name>.<version>.key.pem` (and `.pub.pem`), then makes a new
+   * RSA key the current version. The releasePolicy file stays as it is, so it guards the new
+   * version. NOT_FOUND when the application has no key.
+   */
+  async rotateKey(application: string): Promise<KeyHandle> {
+    const stem = safeStem(application);
+    await this.pending.get(stem)?.catch(() => undefined);
+
+    const promise = this.rotate(application).finally(() => this.pending.delete(stem));
     this.pending.set(stem, promise);
     return promise;
   }
@@ -135,6 +161,29 @@ export class LocalKeyStore implements KeyStore {
     return this.finish(application, winner);
   }
 
+  private async rotate(application: string): Promise<KeyHandle> {
+    const current = await this.readPrivateKey(application);
+    if (current === undefined) throw noKey(application);
+
+    const previous = handleFor(application, current);
+    await this.archive(application, current, previous.version);
+
+    const { privateKey } = await generateKeyPairAsync('rsa', { modulusLength: RSA_BITS });
+    const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+    await writeAtomically(this.privateKeyPath(application), pem, PRIVATE_MODE);
+    return this.finish(application, privateKey);
+  }
+
+  /** Writes a version's key pair under its versioned names (kept if already there). */
+  private async archive(application: string, key: KeyObject, version: string): Promise<void> {
+    const pem = key.export({ type: 'pkcs8', format: 'pem' }) as string;
+    await createExclusively(this.archivedPrivateKeyPath(application, version), pem);
+
+    const publicPem = createPublicKey(key).export({ type: 'spki', format: 'pem' }) as string;
+    const publicPath = join(this.dir, `${safeStem(application)}.${version}.pub.pem`);
+    await writeAtomically(publicPath, publicPem, 0o644);
+  }
+
   private async finish(application: string, privateKey: KeyObject): Promise<KeyHandle> {
     const publicPem = createPublicKey(privateKey).export({ type: 'spki', format: 'pem' });
     const path = this.publicKeyPath(application);
@@ -177,6 +226,14 @@ function safeStem(application: string): string {
     );
   }
   return name;
+}
+
+/** A key version as this store writes them: 32 lower-case hex digits. */
+function safeVersion(version: string): string {
+  if (!/^[0-9a-f]{32}$/.test(version)) {
+    throw new CcpipeError('INVALID_INPUT', `key version ${JSON.stringify(version)} is not 32 hex`);
+  }
+  return version;
 }
 
 function keyId(application: string): string {

@@ -1,0 +1,96 @@
+/**
+ * Redeploys on the local stack: after a key rotation, a redeploy request renders the run's
+ * objects again with the new key version; identical requests produce one deployment.
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startLocalStack, type LocalStack } from '../../cli/stack/local-stack.js';
+import { buildSampleImage } from '../../cli/stack/sample-image.js';
+import { pushLayout } from '../../cli/stack/skopeo.js';
+import { silentLogger } from '../../shared/log.js';
+import { deriveRunId } from '../../shared/runs/run-id.js';
+import type { RunRecord } from '../../shared/runs/run-record.js';
+import { waitForRun } from '../../shared/runs/wait.js';
+import { tempDir } from '../helpers/stack.js';
+
+const SECRET = 'redeploy-test-secret';
+
+describe('redeploy on the local stack', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let stack: LocalStack;
+  let run: RunRecord;
+
+  beforeAll(async () => {
+    dir = await tempDir('ccpipe-redeploy-');
+    stack = await startLocalStack({
+      dataDir: join(dir.path, 'data'), log: silentLogger, registryPort: 0, hostPort: 0,
+      env: { CCPIPE_WEBHOOK_SECRET: SECRET },
+    });
+    const image = await buildSampleImage(join(dir.path, 'build'), 'v1');
+    const digest = await pushLayout(image.layout, 'v1', `${stack.registry}/team/api:v1`, dir.path);
+    const source = { registry: stack.registry, repository: 'team/api', digest };
+    const runId = deriveRunId(source, stack.config.target, stack.config.configVersion);
+    run = await waitForRun(stack.services.runs, runId, 90_000);
+  }, 120_000);
+
+  afterAll(async () => {
+    await stack?.stop();
+    await dir?.remove();
+  });
+
+  async function redeploy(body: unknown, secret = SECRET) {
+    const res = await fetch(`${stack.host.url}/api/redeploy`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    return { status: res.status, body: await res.json() };
+  }
+
+  async function deploymentFiles(): Promise<string[]> {
+    const files = await readdir(dirname(run.outputs.deployment!.path));
+    return files.filter((f) => f.endsWith('.yaml')).sort();
+  }
+
+  async function until(check: () => Promise<boolean>, ms = 20_000) {
+    const deadline = Date.now() + ms;
+    while (!(await check())) {
+      if (Date.now() > deadline) throw new Error('condition not met in time');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  it('renders the run again with the rotated key version, once for identical requests', async () => {
+    expect(run.status).toBe('succeeded');
+    const before = await stack.services.keys.ensureKey(run.application);
+    const rotated = await stack.services.keys.rotateKey(run.application);
+    expect(rotated.version).not.toBe(before.version);
+
+    const request = { application: run.application, reason: 'key rotated' };
+    const first = await redeploy(request);
+    const second = await redeploy({ ...request, digest: run.source.digest });
+    expect(first.status).toBe(202);
+    expect(second.status).toBe(202);
+
+    await until(async () => (await deploymentFiles()).length === 2);
+    await new Promise((r) => setTimeout(r, 1500));
+    const files = await deploymentFiles();
+    expect(files).toHaveLength(2);
+
+    const redeployed = files.find((f) => f.includes('-redeploy-'))!;
+    const yaml = await readFile(join(dirname(run.outputs.deployment!.path), redeployed), 'utf8');
+    expect(yaml).toContain(rotated.version);
+    expect(yaml).not.toContain(before.version);
+  }, 60_000);
+
+  it('refuses a request without the secret or with a malformed body', async () => {
+    expect((await redeploy({ application: run.application, reason: 'x' }, 'wrong')).status)
+      .toBe(401);
+    const bad = await redeploy({ application: 'no-slash', reason: 'x' });
+    expect(bad.status).toBe(400);
+    expect(JSON.stringify(bad.body)).toMatch(/application must be registry\/repository/);
+    const badDigest = await redeploy({ application: run.application, reason: 'x', digest: 'md5:1' });
+    expect(JSON.stringify(badDigest.body)).toMatch(/digest is not a sha256 digest/);
+  });
+});
