@@ -1,12 +1,16 @@
 /**
  * Azure Functions entry point (programming model v4): registers every function of the table.
- * Queue stages use Storage queues, matching the bus adapter in `shared/adapters/local/queue-bus`.
+ * With `CCPIPE_SERVICE_BUS_NAMESPACE` set, queue stages are Service Bus triggers (connection
+ * prefix `CCPIPE_SERVICE_BUS`, identity-based; `deployments` is a topic whose subscription is
+ * this deployer's cluster); without it, Storage-queue triggers, as on the local host. Either
+ * way a message is given up on after `CCPIPE_MAX_DEQUEUE_COUNT` deliveries (or at once for bad
+ * input) and parked by the bus with its reason (`<queue>-failed` or `<queue>-poison`).
  *
- * NOTE: the design moves stage messages to Service Bus (duplicate detection, topic per
- * cluster); until that adapter exists, Azure runs the same Storage-queue semantics as the local
- * host, so what is tested locally is what runs.
+ * NOTE: the Service Bus path is tested through its adapter against a loopback AMQP broker,
+ * not through a Functions host, which does not run offline.
  */
 import { app, type InvocationContext } from '@azure/functions';
+import { QUEUES } from '../shared/contracts/index.js';
 import { loadConfig } from '../shared/config.js';
 import { createLogger } from '../shared/log.js';
 import { getServices } from '../shared/pipeline/services.js';
@@ -15,7 +19,9 @@ import type { FunctionContext, FunctionSpec, QueueFunctionSpec } from './spec.js
 import { FUNCTIONS } from './table.js';
 
 const STORAGE_CONNECTION = 'CCPIPE_STORAGE_CONNECTION_STRING';
+const SERVICE_BUS_CONNECTION = 'CCPIPE_SERVICE_BUS';
 
+const config = loadConfig();
 for (const spec of FUNCTIONS) register(spec);
 
 function register(spec: FunctionSpec): void {
@@ -34,11 +40,27 @@ function register(spec: FunctionSpec): void {
       });
       return;
     case 'queue':
-      app.storageQueue(spec.name, {
-        queueName: spec.queue,
-        connection: STORAGE_CONNECTION,
-        handler: (message, context) => handleQueueMessage(spec, message, context),
-      });
+      registerQueue(spec);
+  }
+}
+
+function registerQueue(spec: QueueFunctionSpec): void {
+  const handler = (message: unknown, context: InvocationContext) =>
+    handleQueueMessage(spec, message, context);
+
+  if (!config.serviceBusNamespace) {
+    app.storageQueue(spec.name, { queueName: spec.queue, connection: STORAGE_CONNECTION, handler });
+  } else if (spec.queue === QUEUES.deployments) {
+    app.serviceBusTopic(spec.name, {
+      topicName: spec.queue,
+      subscriptionName: config.clusterName,
+      connection: SERVICE_BUS_CONNECTION,
+      handler,
+    });
+  } else {
+    app.serviceBusQueue(spec.name, {
+      queueName: spec.queue, connection: SERVICE_BUS_CONNECTION, handler,
+    });
   }
 }
 
@@ -49,8 +71,8 @@ async function handleQueueMessage(
 ): Promise<void> {
   const body = typeof message === 'string' ? message : JSON.stringify(message);
   const context = contextOf(invocation);
-  const dequeueCount = Number(invocation.triggerMetadata?.dequeueCount ?? 1);
-  const maxDequeueCount = loadConfig().maxDequeueCount;
+  const dequeueCount = deliveryCountOf(invocation);
+  const maxDequeueCount = config.maxDequeueCount;
 
   const outcome = await deliver(spec, body, context, { dequeueCount, maxDequeueCount });
   if (outcome.kind === 'retry') throw outcome.error;
@@ -59,12 +81,18 @@ async function handleQueueMessage(
   }
 }
 
+/** Storage queues report `dequeueCount`, Service Bus `deliveryCount`; both count from 1. */
+function deliveryCountOf(invocation: InvocationContext): number {
+  const meta = invocation.triggerMetadata;
+  return Number(meta?.deliveryCount ?? meta?.dequeueCount ?? 1);
+}
+
 function contextOf(invocation: InvocationContext): FunctionContext {
-  const messageId = invocation.triggerMetadata?.id;
+  const messageId = invocation.triggerMetadata?.messageId ?? invocation.triggerMetadata?.id;
   return {
     invocationId: invocation.invocationId,
     log: createLogger({ invocationId: invocation.invocationId, function: invocation.functionName }),
     messageId: typeof messageId === 'string' ? messageId : undefined,
-    deliveryCount: Number(invocation.triggerMetadata?.dequeueCount ?? 1),
+    deliveryCount: deliveryCountOf(invocation),
   };
 }

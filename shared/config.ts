@@ -48,18 +48,41 @@ export interface Config {
   keyVaultUrl?: string;
   /** Write releasePolicies immutable. `CCPIPE_KEY_VAULT_IMMUTABLE_POLICY`, default false. */
   keyVaultImmutablePolicy: boolean;
+  /**
+   * Azure wiring, all identity-based (the managed identity `AZURE_CLIENT_ID`); each unset
+   * setting keeps its local adapter.
+   * `CCPIPE_STORAGE_BLOB_URL`: blob endpoint for runs, ledger, policies and locks.
+   */
+  storageBlobUrl?: string;
+  /** `CCPIPE_SERVICE_BUS_NAMESPACE`: `<ns>.servicebus.windows.net`; stage messages go there. */
+  serviceBusNamespace?: string;
+  /** `CCPIPE_CLUSTER_NAME`: the cluster this deployer serves (its `deployments` subscription). */
+  clusterName: string;
+  /** `CCPIPE_KUBE_SERVER_URL` and `CCPIPE_KUBE_CA_BASE64`: the AKS API server and its CA. */
+  kubeServerUrl?: string;
+  kubeCaPem?: string;
+  /** `CCPIPE_KUBECONFIG`: a kubeconfig file for a cluster of your own (local use). */
+  kubeconfigPath?: string;
+  /** `AZURE_CLIENT_ID`: client id of the user-assigned managed identity, in Azure. */
+  azureClientId?: string;
 }
 
 type Env = Record<string, string | undefined>;
 
-export const AZURITE_CONNECTION_STRING = [
-  'DefaultEndpointsProtocol=http',
-  'AccountName=devstoreaccount1',
-  // The well-known, public development-storage key that every Azurite instance accepts.
-  'AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==',
-  'BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1',
-  'QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1',
-].join(';');
+/** Azurite's connection string: the well-known, public development account on 127.0.0.1. */
+export function azuriteConnectionString(blobPort: number, queuePort: number): string {
+  return [
+    'DefaultEndpointsProtocol=http',
+    'AccountName=devstoreaccount1',
+    'AccountKey=' +
+      'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==',
+    `BlobEndpoint=http://127.0.0.1:${blobPort}/devstoreaccount1`,
+    `QueueEndpoint=http://127.0.0.1:${queuePort}/devstoreaccount1`,
+  ].join(';');
+}
+
+/** Azurite on its standard ports, as `npm start` runs it. */
+export const AZURITE_CONNECTION_STRING = azuriteConnectionString(10000, 10001);
 
 export function loadConfig(env: Env = process.env): Config {
   const username = env.CCPIPE_REGISTRY_USERNAME;
@@ -89,7 +112,30 @@ export function loadConfig(env: Env = process.env): Config {
       ? httpsUrl('CCPIPE_KEY_VAULT_URL', env.CCPIPE_KEY_VAULT_URL)
       : undefined,
     keyVaultImmutablePolicy: flag(env, 'CCPIPE_KEY_VAULT_IMMUTABLE_POLICY', false),
+    storageBlobUrl: optionalHttps(env, 'CCPIPE_STORAGE_BLOB_URL'),
+    serviceBusNamespace: optionalHost(env, 'CCPIPE_SERVICE_BUS_NAMESPACE'),
+    clusterName: matching('CCPIPE_CLUSTER_NAME', env.CCPIPE_CLUSTER_NAME || 'local', DNS_LABEL),
+    kubeServerUrl: optionalHttps(env, 'CCPIPE_KUBE_SERVER_URL'),
+    kubeCaPem: env.CCPIPE_KUBE_CA_BASE64
+      ? Buffer.from(env.CCPIPE_KUBE_CA_BASE64, 'base64').toString('utf8')
+      : undefined,
+    kubeconfigPath: env.CCPIPE_KUBECONFIG || undefined,
+    azureClientId: env.AZURE_CLIENT_ID || undefined,
   };
+}
+
+function optionalHttps(env: Env, name: string): string | undefined {
+  const value = env[name];
+  return value ? httpsUrl(name, value) : undefined;
+}
+
+function optionalHost(env: Env, name: string): string | undefined {
+  const value = env[name];
+  if (!value) return undefined;
+  if (!/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/i.test(value)) {
+    throw configError(name, `must be a host name (ns.servicebus.windows.net), got "${value}"`);
+  }
+  return value.toLowerCase();
 }
 
 /** What operator commands (`ccpipe verify`, `ccpipe ledger`) read: no webhook secret needed. */
@@ -118,14 +164,19 @@ function required(env: Env, name: string): string {
 }
 
 /** Repository characters, starting with a separator so it reads as a suffix (`-cc`). */
-const SUFFIX = { pattern: /^[-._][a-z0-9._-]{1,62}$/, rule: 'a separator then 1-62 of [a-z0-9._-]' };
+const SUFFIX = {
+  pattern: /^[-._][a-z0-9._-]{1,62}$/,
+  rule: 'a separator then 1-62 of [a-z0-9._-]',
+};
 const DNS_LABEL = {
   pattern: /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/,
   rule: 'a DNS-1123 label (a-z, 0-9, -, at most 63)',
 };
 
 function matching(name: string, value: string, format: { pattern: RegExp; rule: string }) {
-  if (!format.pattern.test(value)) throw configError(name, `must be ${format.rule}, got "${value}"`);
+  if (!format.pattern.test(value)) {
+    throw configError(name, `must be ${format.rule}, got "${value}"`);
+  }
   return value;
 }
 
@@ -159,7 +210,8 @@ function plainHttp(value: string | undefined): string[] {
   const hosts = list(value ?? '127.0.0.1:5000,localhost:5000');
   for (const host of hosts) {
     if (!/^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/.test(host)) {
-      throw configError('CCPIPE_PLAIN_HTTP_REGISTRIES', `allows loopback hosts only, got "${host}"`);
+      const problem = `allows loopback hosts only, got "${host}"`;
+      throw configError('CCPIPE_PLAIN_HTTP_REGISTRIES', problem);
     }
   }
   return hosts;

@@ -9,6 +9,7 @@ import { writeFile } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { azuriteConnectionString } from '../../shared/config.js';
 import { CcpipeError } from '../../shared/errors.js';
 
 export const LOOPBACK = '127.0.0.1';
@@ -119,21 +120,6 @@ export interface AzuriteEndpoints {
   queuePort: number;
   /** Connection string for the well-known development account on 127.0.0.1. */
   connectionString: string;
-}
-
-// The public, documented development-storage account key that every Azurite instance uses.
-const DEV_ACCOUNT = 'devstoreaccount1';
-const DEV_KEY =
-  'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
-
-export function azuriteConnectionString(blobPort: number, queuePort: number): string {
-  return [
-    'DefaultEndpointsProtocol=http',
-    `AccountName=${DEV_ACCOUNT}`,
-    `AccountKey=${DEV_KEY}`,
-    `BlobEndpoint=http://${LOOPBACK}:${blobPort}/${DEV_ACCOUNT}`,
-    `QueueEndpoint=http://${LOOPBACK}:${queuePort}/${DEV_ACCOUNT}`,
-  ].join(';');
 }
 
 /** Azurite from node_modules, in memory, telemetry off, blob and queue on 127.0.0.1. */

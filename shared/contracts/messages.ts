@@ -53,6 +53,8 @@ export interface DeploymentMessage {
   image: string;
   measurement: string;
   key: { id: string; version: string };
+  /** The cluster to deploy to; each cluster's deployer subscribes to its own. */
+  cluster?: string;
 }
 
 /**
@@ -122,6 +124,7 @@ function deployment(value: Record<string, unknown>): DeploymentMessage {
     image,
     measurement: string(value.measurement, 'measurement'),
     key: { id: string(key.id, 'key.id'), version: string(key.version, 'key.version') },
+    ...(value.cluster === undefined ? {} : { cluster: string(value.cluster, 'cluster') }),
   };
 }
 

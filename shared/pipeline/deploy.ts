@@ -38,6 +38,7 @@ export function deploymentFor(services: Services, run: RunRecord): DeploymentMes
     image: `${repository}@${runs.digest}`,
     measurement: measurement.value,
     key,
+    cluster: services.config.clusterName,
   };
 }
 

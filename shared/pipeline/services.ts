@@ -18,6 +18,10 @@ import type { TokenCredential } from '@azure/identity';
 import type { KeyClientOptions } from '@azure/keyvault-keys';
 import { KeyVaultKeyStore } from '../adapters/azure/key-vault-store.js';
 import { azureCredential } from '../adapters/azure/lazy-credential.js';
+import { KubernetesCluster } from '../adapters/azure/kubernetes-cluster.js';
+import { ServiceBusBus } from '../adapters/azure/service-bus-bus.js';
+import { AcrTokenCredentials } from '../oci/acr.js';
+import { CcpipeError } from '../errors.js';
 
 export const RUNS_CONTAINER = 'ccpipe-runs';
 export const LEDGER_CONTAINER = 'ccpipe-ledger';
@@ -36,8 +40,15 @@ export interface Services {
   cluster: Cluster;
 }
 
+/**
+ * Builds every port from the settings: the local adapters by default, the Azure ones (all
+ * identity-based, with one lazily created credential) for each Azure setting that is present.
+ */
 export function createServices(config: Config, log: Logger = createLogger()): Services {
-  const blobs = BlobServiceClient.fromConnectionString(config.storageConnectionString);
+  const credential = azureCredential(config.azureClientId);
+  const blobs = config.storageBlobUrl
+    ? new BlobServiceClient(config.storageBlobUrl, credential)
+    : BlobServiceClient.fromConnectionString(config.storageConnectionString);
   const runsContainer = blobs.getContainerClient(RUNS_CONTAINER);
 
   return {
@@ -46,17 +57,56 @@ export function createServices(config: Config, log: Logger = createLogger()): Se
     runs: new RunStore(runsContainer),
     artefacts: runsContainer,
     ledger: blobs.getContainerClient(LEDGER_CONTAINER),
-    bus: QueueBus.fromConnectionString(config.storageConnectionString),
-    registry: new RegistryClient({
-      allowlist: config.registryAllowlist,
-      plainHttpHosts: config.plainHttpRegistries,
-      credentials: () => config.registryCredentials,
-      log: log.child({ component: 'registry' }),
-    }),
-    keys: createKeyStore(config, log),
-    cluster: new LocalCluster(join(config.dataDir, 'deployments')),
+    bus: createBus(config, credential),
+    registry: createRegistryClient(config, credential, log),
+    keys: createKeyStore(config, log, { credential }),
+    cluster: createCluster(config, credential, log),
   };
 }
+
+function createBus(config: Config, credential: TokenCredential): MessageBus {
+  return config.serviceBusNamespace
+    ? ServiceBusBus.fromNamespace(config.serviceBusNamespace, credential)
+    : QueueBus.fromConnectionString(config.storageConnectionString);
+}
+
+/** Azure Container Registries get Entra ID tokens; other registries basic or bearer auth. */
+function createRegistryClient(config: Config, credential: TokenCredential, log: Logger) {
+  const acr = new AcrTokenCredentials(credential);
+  return new RegistryClient({
+    allowlist: config.registryAllowlist,
+    plainHttpHosts: config.plainHttpRegistries,
+    credentials: () => config.registryCredentials,
+    tokenProvider: (registry) => (registry.endsWith('.azurecr.io') ? acr : undefined),
+    log: log.child({ component: 'registry' }),
+  });
+}
+
+/** AKS with Entra ID tokens, a kubeconfig of your own, or the local folder of YAML files. */
+function createCluster(config: Config, credential: TokenCredential, log: Logger): Cluster {
+  const options = { log: log.child({ component: 'cluster' }) };
+  if (config.kubeServerUrl) {
+    if (!config.kubeCaPem) {
+      throw new CcpipeError('INVALID_INPUT', 'setting CCPIPE_KUBE_CA_BASE64 is required with ' +
+        'CCPIPE_KUBE_SERVER_URL');
+    }
+    const token = async () => {
+      const access = await credential.getToken(AKS_SCOPE);
+      if (!access) throw new CcpipeError('UNAUTHORIZED', 'no Entra ID token for the AKS API');
+      return access.token;
+    };
+    return KubernetesCluster.withBearerToken(
+      { server: config.kubeServerUrl, caPem: config.kubeCaPem, token }, options,
+    );
+  }
+  if (config.kubeconfigPath) {
+    return KubernetesCluster.fromKubeconfigFile(config.kubeconfigPath, options);
+  }
+  return new LocalCluster(join(config.dataDir, 'deployments'));
+}
+
+/** The AKS AAD server application every AKS cluster with Entra ID integration accepts. */
+const AKS_SCOPE = '6dae42f8-4368-4678-94ff-3960e28e3630/.default';
 
 /** The settings that select and configure the key store. */
 export type KeyStoreSettings =

@@ -38,9 +38,11 @@ export class LazyCredential implements TokenCredential {
  * identity through `AZURE_CLIENT_ID`) and on an operator's machine to the Azure CLI login.
  * Created lazily; see the module comment.
  */
-export function azureCredential(): LazyCredential {
+export function azureCredential(managedIdentityClientId?: string): LazyCredential {
   return new LazyCredential(async () => {
     const { DefaultAzureCredential } = await import('@azure/identity');
-    return new DefaultAzureCredential();
+    return managedIdentityClientId
+      ? new DefaultAzureCredential({ managedIdentityClientId })
+      : new DefaultAzureCredential();
   });
 }
