@@ -5,6 +5,7 @@
  *   ccpipe demo    push a sample image through the whole pipeline and verify the result
  *   ccpipe decrypt, verify, ledger verify, keys rotate: operator commands (see USAGE)
  */
+import { workloadCommand } from './workload.js';
 import { join } from 'node:path';
 import { parsePort } from '../shared/config.js';
 import { describeError } from '../shared/errors.js';
@@ -27,6 +28,8 @@ const USAGE = `usage: ccpipe <command>
           check every record of the ledger and its hash chain
   keys rotate <application>
           make a new version of the application's key current (registry/repository)
+  workload set <application> <file.json> | workload show <application>
+          store or print the application's workload config (replicas, ports, resources)
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -45,6 +48,12 @@ async function main(argv: string[]): Promise<number> {
       return ledgerCommand(argv.slice(1));
     case 'keys':
       return keysCommand(argv.slice(1));
+    case 'workload':
+      return workloadCommand(argv.slice(1), {
+        stdout: (text) => process.stdout.write(text),
+        stderr: (text) => process.stderr.write(text),
+        env: process.env,
+      });
     default:
       process.stderr.write(USAGE);
       return argv[0] === undefined || argv[0] === 'help' ? 0 : 2;

@@ -6,7 +6,10 @@
  * image, key or namespace disagrees with its run is refused.
  */
 import type { DeploymentMessage } from '../contracts/index.js';
-import { CcpipeError } from '../errors.js';
+import { CcpipeError, isCcpipeError } from '../errors.js';
+import { DEFAULT_WORKLOAD, parseWorkloadConfig } from '../deploy/workload.js';
+import { validateObjects } from '../deploy/validate.js';
+import { statusOf, streamText } from '../runs/run-store.js';
 import type { Logger } from '../log.js';
 import { keyNameFor, workloadNameFor } from '../names.js';
 import type { RunOutputs, RunRecord } from '../runs/run-record.js';
@@ -71,6 +74,7 @@ export async function renderAndApply(
   const policyText = await loadPolicy(services, recorded.policyDigest);
   const workload = workloadNameFor(run.application);
   const objects = getTarget(target).render({
+    workload: await loadWorkload(services, run.application),
     application: workload,
     namespace,
     image,
@@ -85,11 +89,20 @@ export async function renderAndApply(
     },
   });
 
+  validateObjects(objects);
   const applied = await services.cluster.apply({
     namespace, application: workload, runId: run.runId, objects, name,
   });
-  log.info('deployment applied', { location: applied.location, objects: applied.objects });
-  return { path: applied.location, image, objects: applied.objects };
+  log.info('deployment applied', {
+    location: applied.location, objects: applied.objects, rollout: applied.rollout?.status,
+  });
+  const rollout = applied.rollout && {
+    status: applied.rollout.status,
+    deployment: applied.rollout.deployment,
+    ...(applied.rollout.revision ? { revision: applied.rollout.revision } : {}),
+  };
+  const { location: path, objects: names } = applied;
+  return { path, image, objects: names, ...(rollout ? { rollout } : {}) };
 }
 
 /** The application's latest deployed run, for redeploys that name no digest. */
@@ -97,6 +110,24 @@ async function recordLatest(services: Services, run: RunRecord): Promise<void> {
   const body = JSON.stringify({ runId: run.runId, deployedAt: new Date().toISOString() });
   const blob = services.artefacts.getBlockBlobClient(latestRunPath(run.application));
   await blob.upload(body, Buffer.byteLength(body));
+}
+
+/** The application's workload config, or the defaults when none was set. */
+export async function loadWorkload(services: Services, application: string) {
+  const path = workloadPath(application);
+  try {
+    const blob = services.artefacts.getBlockBlobClient(path);
+    const text = await streamText((await blob.download()).readableStreamBody);
+    return parseWorkloadConfig(text, path);
+  } catch (err) {
+    if (statusOf(err) === 404) return DEFAULT_WORKLOAD;
+    if (isCcpipeError(err)) throw err;
+    throw new CcpipeError('UPSTREAM', `could not read workload config ${path}`, { cause: err });
+  }
+}
+
+export function workloadPath(application: string): string {
+  return `apps/${keyNameFor(application)}/workload.json`;
 }
 
 export function latestRunPath(application: string): string {

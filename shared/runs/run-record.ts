@@ -29,7 +29,12 @@ export interface RunOutputs {
   ledger?: { index: number; hash: string };
   /** The measurement record attached to the encrypted image as an OCI referrer. */
   referrer?: { digest: string };
-  deployment?: { path: string; image: string; objects: string[] };
+  deployment?: {
+    path: string;
+    image: string;
+    objects: string[];
+    rollout?: { status: 'succeeded' | 'failed'; deployment: string; revision?: string };
+  };
 }
 
 export interface RunRecord {

@@ -3,6 +3,7 @@
  * the hardware measures, which attestation claims a key release demands and which Kubernetes
  * objects run it. Stages call these methods and never branch on the platform themselves.
  */
+import type { WorkloadConfig } from '../deploy/workload.js';
 import type { ReleaseCondition } from '../attestation/release-policy.js';
 import type { KubernetesObject } from '../deploy/yaml.js';
 
@@ -77,8 +78,10 @@ export interface RenderInput {
   key: { id: string; version: string };
   /** Attestation (MAA) endpoint, as URL or bare host. */
   maaEndpoint: string;
-  /** Default 1. */
+  /** Default 1; `workload.replicas` wins when both are given. */
   replicas?: number;
+  /** The application's workload shape (replicas, ports, resources, service account). */
+  workload?: WorkloadConfig;
 }
 
 /** One TEE platform. */

@@ -2,7 +2,8 @@
  * Redeploys on the local stack: after a key rotation, a redeploy request renders the run's
  * objects again with the new key version; identical requests produce one deployment.
  */
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { workloadCommand } from '../../cli/workload.js';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLocalStack, type LocalStack } from '../../cli/stack/local-stack.js';
@@ -61,7 +62,8 @@ describe('redeploy on the local stack', () => {
     }
   }
 
-  it('renders the run again with the rotated key version, once for identical requests', async () => {
+  it('renders the run again with the rotated key version, once for identical requests',
+    async () => {
     expect(run.status).toBe('succeeded');
     const before = await stack.services.keys.ensureKey(run.application);
     const rotated = await stack.services.keys.rotateKey(run.application);
@@ -84,13 +86,37 @@ describe('redeploy on the local stack', () => {
     expect(yaml).not.toContain(before.version);
   }, 60_000);
 
+  it('applies the workload config stored with `ccpipe workload set`', async () => {
+    const file = join(dir.path, 'workload.json');
+    await writeFile(file, JSON.stringify({ version: 1, replicas: 2, ports: [8080] }));
+    const output: string[] = [];
+    const io = {
+      stdout: (t: string) => output.push(t), stderr: (t: string) => output.push(t),
+      env: { CCPIPE_STORAGE_CONNECTION_STRING: stack.config.storageConnectionString },
+    };
+    expect(await workloadCommand(['set', run.application, file], io)).toBe(0);
+
+    const rotated = await stack.services.keys.rotateKey(run.application);
+    expect((await redeploy({ application: run.application, reason: 'workload' })).status).toBe(202);
+    await until(async () => (await deploymentFiles()).length === 3);
+
+    const folder = dirname(run.outputs.deployment!.path);
+    const files = await deploymentFiles();
+    const texts = await Promise.all(files.map((f) => readFile(join(folder, f), 'utf8')));
+    const newest = texts.find((t) => t.includes(rotated.version))!;
+    expect(newest).toContain('kind: Service');
+    expect(newest).toContain('replicas: 2');
+    expect(newest).toContain('containerPort: 8080');
+  }, 60_000);
+
   it('refuses a request without the secret or with a malformed body', async () => {
     expect((await redeploy({ application: run.application, reason: 'x' }, 'wrong')).status)
       .toBe(401);
     const bad = await redeploy({ application: 'no-slash', reason: 'x' });
     expect(bad.status).toBe(400);
     expect(JSON.stringify(bad.body)).toMatch(/application must be registry\/repository/);
-    const badDigest = await redeploy({ application: run.application, reason: 'x', digest: 'md5:1' });
+    const badDigest =
+      await redeploy({ application: run.application, reason: 'x', digest: 'md5:1' });
     expect(JSON.stringify(badDigest.body)).toMatch(/digest is not a sha256 digest/);
   });
 });

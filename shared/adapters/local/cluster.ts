@@ -23,6 +23,8 @@ export interface ApplyResult {
   /** Where the objects went: a file path locally, a cluster URL in Azure. */
   location: string;
   objects: string[];
+  /** A real cluster's verdict on the Deployment's rollout; absent where none is followed. */
+  rollout?: { status: 'succeeded' | 'failed'; deployment: string; revision?: string };
 }
 
 /**

@@ -2,16 +2,19 @@
  * Kubernetes objects for a confidential ACI pod on AKS virtual nodes (VN2): the namespace and a
  * Deployment whose pods are scheduled onto the virtual node and carry the CCE policy.
  *
+ * The workload shape (replicas, ports with a ClusterIP Service, resources, a ServiceAccount
+ * with its workload identity client id) comes from the application's workload config.
+ *
  * NOTE: the secure key release sidecar (`mcr.microsoft.com/aci/skr`) is not rendered yet: every
  * container of the pod must be listed in the CCE policy with its layer roots, and we measure
  * only the application image so far.
- * TODO: measure the sidecar image too, add it here and to the policy, and render the workload
- * identity ServiceAccount (client id annotation, `azure.workload.identity/use` label).
+ * TODO: measure the sidecar image too and add it here and to the policy.
  */
 import { CcpipeError } from '../../errors.js';
 import type { KubernetesObject } from '../../deploy/yaml.js';
 import type { RenderInput } from '../target.js';
 import { APP_CONTAINER_NAME } from './policy.js';
+import { DEFAULT_WORKLOAD, type WorkloadConfig } from '../../deploy/workload.js';
 
 /** Pod annotation carrying the base64 CCE policy on virtual nodes. */
 export const CCE_POLICY_ANNOTATION = 'microsoft.containerinstance.virtualnode.ccepolicy';
@@ -20,8 +23,8 @@ export const RUN_ID_LABEL = 'dev.ccpipe/run-id';
 /** Kubernetes limit on the total size of one object's annotations (keys plus values). */
 export const MAX_ANNOTATIONS_BYTES = 262_144;
 
-/** Resources of the application container; confidential ACI sizes the UVM from the limits. */
-const RESOURCES = { cpu: '1', memory: '1Gi' };
+/** Pod label asking the workload identity webhook to inject the identity's token. */
+export const WORKLOAD_IDENTITY_LABEL = 'azure.workload.identity/use';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const LABEL_VALUE = /^([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$/;
@@ -30,7 +33,8 @@ const LABEL_VALUE = /^([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$/;
 export function renderAciObjects(input: RenderInput): KubernetesObject[] {
   checkName('application', input.application);
   checkName('namespace', input.namespace);
-  const replicas = input.replicas ?? 1;
+  const workload = input.workload ?? DEFAULT_WORKLOAD;
+  const replicas = input.workload?.replicas ?? input.replicas ?? 1;
   if (!Number.isInteger(replicas) || replicas < 0) {
     throw new CcpipeError('INVALID_INPUT', `replicas must be an integer ≥ 0, not ${replicas}`);
   }
@@ -39,7 +43,39 @@ export function renderAciObjects(input: RenderInput): KubernetesObject[] {
     [CCE_POLICY_ANNOTATION]: Buffer.from(input.measurement.policyText, 'utf8').toString('base64'),
   };
   checkAnnotationSize(input, podAnnotations);
-  return [namespaceObject(input.namespace), deploymentObject(input, replicas, podAnnotations)];
+  return [
+    namespaceObject(input.namespace),
+    ...(workload.serviceAccount ? [serviceAccountObject(input, workload.serviceAccount)] : []),
+    deploymentObject(input, replicas, podAnnotations),
+    ...(workload.ports.length > 0 ? [serviceObject(input, workload.ports)] : []),
+  ];
+}
+
+function serviceAccountObject(
+  input: RenderInput,
+  account: NonNullable<WorkloadConfig['serviceAccount']>,
+): KubernetesObject {
+  const annotations: Record<string, string> = account.clientId
+    ? { 'azure.workload.identity/client-id': account.clientId }
+    : {};
+  return {
+    apiVersion: 'v1',
+    kind: 'ServiceAccount',
+    metadata: { name: account.name, namespace: input.namespace, annotations },
+  };
+}
+
+function serviceObject(input: RenderInput, ports: number[]): KubernetesObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: input.application, namespace: input.namespace },
+    spec: {
+      type: 'ClusterIP',
+      selector: { app: input.application },
+      ports: ports.map((port) => ({ name: `tcp-${port}`, port, targetPort: port })),
+    },
+  };
 }
 
 function namespaceObject(name: string): KubernetesObject {
@@ -76,15 +112,23 @@ function deploymentObject(
       replicas,
       selector: { matchLabels: { app: input.application } },
       template: {
-        metadata: { labels: { ...labels }, annotations: podAnnotations },
+        metadata: { labels: podLabels(input, labels), annotations: podAnnotations },
         spec: podSpec(input),
       },
     },
   };
 }
 
+function podLabels(input: RenderInput, labels: Record<string, string>): Record<string, string> {
+  const identity = input.workload?.serviceAccount?.clientId !== undefined;
+  return identity ? { ...labels, [WORKLOAD_IDENTITY_LABEL]: 'true' } : { ...labels };
+}
+
 function podSpec(input: RenderInput): Record<string, unknown> {
+  const workload = input.workload ?? DEFAULT_WORKLOAD;
+  const resources = { ...workload.resources };
   return {
+    ...(workload.serviceAccount ? { serviceAccountName: workload.serviceAccount.name } : {}),
     nodeSelector: { virtualization: 'virtualnode2' },
     tolerations: [
       { key: 'virtual-kubelet.io/provider', operator: 'Exists', effect: 'NoSchedule' },
@@ -94,7 +138,10 @@ function podSpec(input: RenderInput): Record<string, unknown> {
         name: APP_CONTAINER_NAME,
         image: input.image,
         imagePullPolicy: 'IfNotPresent',
-        resources: { requests: { ...RESOURCES }, limits: { ...RESOURCES } },
+        resources: { requests: { ...resources }, limits: { ...resources } },
+        ...(workload.ports.length > 0
+          ? { ports: workload.ports.map((port) => ({ containerPort: port, protocol: 'TCP' })) }
+          : {}),
         env: [
           { name: 'SkrClientKID', value: input.key.id },
           { name: 'SkrClientMAAEndpoint', value: bareHost(input.maaEndpoint) },

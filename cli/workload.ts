@@ -1,0 +1,53 @@
+/**
+ * `ccpipe workload set <application> <file>` and `ccpipe workload show <application>`
+ *
+ * Stores or prints an application's workload config (replicas, ports, resources, service
+ * account; see `shared/deploy/workload.ts`) in the run store's container, where the deploy
+ * stage reads it. The file is validated before it is stored.
+ */
+import { readFile } from 'node:fs/promises';
+import { BlobServiceClient } from '@azure/storage-blob';
+import { loadOperatorConfig } from '../shared/config.js';
+import { parseWorkloadConfig } from '../shared/deploy/workload.js';
+import { describeError } from '../shared/errors.js';
+import { workloadPath } from '../shared/pipeline/deploy.js';
+import { RUNS_CONTAINER } from '../shared/pipeline/services.js';
+import { statusOf, streamText } from '../shared/runs/run-store.js';
+import type { CommandIo } from './decrypt.js';
+
+const USAGE = 'usage: ccpipe workload set <registry/repository> <file.json>\n' +
+  '       ccpipe workload show <registry/repository>\n';
+
+export async function workloadCommand(argv: string[], io: CommandIo): Promise<number> {
+  const [verb, application, file] = argv;
+  const valid = (verb === 'set' && argv.length === 3) || (verb === 'show' && argv.length === 2);
+  if (!valid || !application) {
+    io.stderr(USAGE);
+    return 2;
+  }
+
+  try {
+    const config = loadOperatorConfig(io.env);
+    const container = BlobServiceClient.fromConnectionString(config.storageConnectionString)
+      .getContainerClient(RUNS_CONTAINER);
+    const blob = container.getBlockBlobClient(workloadPath(application));
+
+    if (verb === 'show') {
+      const text = await streamText((await blob.download()).readableStreamBody);
+      io.stdout(text.endsWith('\n') ? text : `${text}\n`);
+      return 0;
+    }
+
+    const text = await readFile(file as string, 'utf8');
+    const workload = parseWorkloadConfig(text, file as string);
+    const body = JSON.stringify(workload, null, 2) + '\n';
+    await container.createIfNotExists();
+    await blob.upload(body, Buffer.byteLength(body));
+    io.stdout(`stored the workload config of ${application}; the next deployment uses it\n`);
+    return 0;
+  } catch (err) {
+    const missing = statusOf(err) === 404 ? ` (no workload config for ${application})` : '';
+    io.stderr(`ccpipe workload: ${describeError(err)}${missing}\n`);
+    return 1;
+  }
+}
