@@ -41,6 +41,11 @@ param kubernetesNamespace string = 'ccpipe-apps'
 @description('Layers processed at once per image (CCPIPE_LAYER_CONCURRENCY).')
 param layerConcurrency int = 2
 
+@minValue(1)
+@maxValue(10)
+@description('Measurements a key\'s release policy keeps: the newest and those before it, for rollbacks (CCPIPE_KEEP_MEASUREMENTS).')
+param keepMeasurements int = 2
+
 @allowed(['debug', 'info', 'warn', 'error'])
 @description('ccpipe log level (CCPIPE_LOG_LEVEL).')
 param logLevel string = 'info'
@@ -75,7 +80,7 @@ param eventSubscriptionEnabled bool = false
 
 @minLength(1)
 @maxLength(50)
-@description('Cluster this app deploys to: its subscription on the deployments topic (CCPIPE_CLUSTER_NAME).')
+@description('Cluster this app deploys to (CCPIPE_CLUSTER_NAME, a DNS label): its subscription on the deployments topic.')
 param clusterName string = 'primary'
 
 @description('More clusters, comma-separated: each gets a subscription on the deployments topic (its deployer runs elsewhere).')
@@ -271,6 +276,7 @@ var appSettings = {
   CCPIPE_NAMESPACE: kubernetesNamespace
   CCPIPE_MAX_DEQUEUE_COUNT: string(maxDequeueCount)
   CCPIPE_LAYER_CONCURRENCY: string(layerConcurrency)
+  CCPIPE_KEEP_MEASUREMENTS: string(keepMeasurements)
   CCPIPE_CLOUDEVENTS_ORIGINS: cloudEventsOrigins
   CCPIPE_LOG_LEVEL: logLevel
   CCPIPE_KEY_VAULT_URL: empty(managedHsmUri) ? keyVault.outputs.uri : managedHsmUri
@@ -352,6 +358,7 @@ module acrEvents 'app/acr-events.bicep' = if (eventSubscriptionEnabled) {
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output SERVICE_API_NAME string = functionApp.outputs.name
 output SERVICE_API_URI string = functionApp.outputs.uri
 output CCPIPE_WEBHOOK_URL string = '${functionApp.outputs.uri}/api/registry-events'

@@ -23,6 +23,10 @@ if (!existsSync(report)) {
 
 const summary = JSON.parse(readFileSync(report, 'utf8'));
 const passed = summary.numPassedTests ?? 0;
-const failed = (summary.numFailedTests ?? 0) + (summary.numFailedTestSuites ?? 0);
+// A file that failed before running any test (an import error, say) counts as one failure.
+const brokenFiles = (summary.testResults ?? []).filter(
+  (file) => file.status === 'failed' && (file.assertionResults ?? []).length === 0,
+).length;
+const failed = (summary.numFailedTests ?? 0) + brokenFiles;
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed > 0 || passed === 0 || result.status !== 0 ? 1 : 0);

@@ -91,7 +91,7 @@ export function loadConfig(env: Env = process.env): Config {
   return {
     dataDir: env.CCPIPE_DATA_DIR ?? '.data',
     storageConnectionString: env.CCPIPE_STORAGE_CONNECTION_STRING ?? AZURITE_CONNECTION_STRING,
-    webhookSecret: required(env, 'CCPIPE_WEBHOOK_SECRET'),
+    webhookSecret: secret(env, 'CCPIPE_WEBHOOK_SECRET'),
     registryAllowlist: allowlist(env.CCPIPE_REGISTRY_ALLOWLIST ?? '127.0.0.1:5000,localhost:5000'),
     plainHttpRegistries: plainHttp(env.CCPIPE_PLAIN_HTTP_REGISTRIES),
     registryCredentials: username && password ? { username, password } : undefined,
@@ -155,6 +155,18 @@ function flag(env: Env, name: string, fallback: boolean): boolean {
   if (raw === 'true' || raw === '1') return true;
   if (raw === 'false' || raw === '0') return false;
   throw configError(name, `must be true or false, got "${env[name]}"`);
+}
+
+/**
+ * A secret setting. In Azure it is a Key Vault reference; one the platform could not resolve
+ * arrives as its own text, which must never become the secret.
+ */
+function secret(env: Env, name: string): string {
+  const value = required(env, name);
+  if (value.startsWith('@Microsoft.KeyVault(')) {
+    throw configError(name, 'is an unresolved Key Vault reference (check the app\'s access)');
+  }
+  return value;
 }
 
 function required(env: Env, name: string): string {

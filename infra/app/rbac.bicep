@@ -1,6 +1,7 @@
 // Role assignments of ccpipe's user-assigned identity, each the least role its operations need,
 // each scoped to the one resource it is for (never the resource group or subscription), plus
-// optional read access for an operator. Role ids are in roles.bicep.
+// optional access for an operator (audits, failed queues, key rotation). Role ids are in
+// roles.bicep.
 //
 // Not assigned, and why:
 // - Storage Queue Data Contributor: the Functions host of a Flex Consumption app needs only

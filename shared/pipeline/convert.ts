@@ -20,7 +20,7 @@ import type { RunOutputs, RunRecord } from '../runs/run-record.js';
 import { getTarget } from '../targets/index.js';
 import type { Services } from './services.js';
 import type { StageDefinition } from './stage-runner.js';
-import { outputReference, sourceReference } from './references.js';
+import { encryptedReference, outputReference, sourceReference } from './references.js';
 import { savePolicy } from './artefacts.js';
 import { ensureBlobs } from './blobs.js';
 
@@ -38,6 +38,7 @@ async function convertImage(services: Services, run: RunRecord, log: Logger): Pr
   const { registry, config } = services;
   const target = getTarget(run.target);
   const src = sourceReference(run.source);
+  assertOutputNamesFit(run, config.outputSuffix);
   const image = await registry.resolveImage(src);
   assertPlatform(image.config, src);
   const layerCount = image.manifest.layers.length;
@@ -112,6 +113,18 @@ function convertedManifest(
       'dev.ccpipe.run-id': run.runId,
     },
   };
+}
+
+/** Registries refuse repository names over 255 characters; fail before pushing anything. */
+function assertOutputNamesFit(run: RunRecord, suffix: string): void {
+  const longest = encryptedReference(run.source, suffix).repository;
+  if (longest.length > 255) {
+    throw new CcpipeError(
+      'INVALID_INPUT',
+      `repository ${run.source.repository} is too long for its output ${longest.slice(0, 40)}… ` +
+        `(${longest.length} of at most 255 characters)`,
+    );
+  }
 }
 
 /** The targets run linux/amd64; an index was already resolved to it, a single image may not be. */

@@ -16,6 +16,7 @@ import type { Logger } from '../log.js';
 import { deriveRunId } from '../runs/run-id.js';
 import { applicationOf, STAGES, type RunRecord } from '../runs/run-record.js';
 import type { Services } from './services.js';
+import { deploymentFor } from './deploy.js';
 
 export interface WebhookRequest {
   method: string;
@@ -117,11 +118,14 @@ export async function startRun(
   event: Pick<RegistryEvent, 'registry' | 'repository' | 'digest' | 'tag'> & { eventId?: string },
   log: Logger,
 ): Promise<StartedRun> {
+  // A tag spelled like a digest (`sha256-<hex>`, the OCI referrers tag schema) is taken as no
+  // tag: ccpipe names the outputs of pushes by digest that way, and they must not collide.
+  const tag = event.tag && !/^sha256-[a-f0-9]{64}$/.test(event.tag) ? event.tag : undefined;
   const source: SourceImage = {
     registry: event.registry,
     repository: event.repository,
     digest: event.digest,
-    ...(event.tag ? { tag: event.tag } : {}),
+    ...(tag ? { tag } : {}),
   };
   const { config } = services;
   const runId = deriveRunId(source, config.target, config.configVersion);
@@ -153,9 +157,9 @@ async function resendIfLost(services: Services, runId: string, source: SourceIma
 
   const { run } = existing;
   if (run.status === 'failed') {
-    await reopen(services, runId);
+    const reopened = await reopen(services, runId);
     log.warn('failed run started again by a new push event', { previousError: run.error?.reason });
-    await sendConvert(services, runId, source);
+    await resume(services, reopened, source);
     return;
   }
 
@@ -168,13 +172,34 @@ async function resendIfLost(services: Services, runId: string, source: SourceIma
   await sendConvert(services, runId, source);
 }
 
+/**
+ * Sends the message of the reopened run's first unfinished stage: its finished stages are
+ * kept, so the run goes on where it failed.
+ */
+async function resume(services: Services, run: RunRecord, source: SourceImage): Promise<void> {
+  const stage = STAGES.find((s) => run.stages[s]?.status !== 'done') ?? 'convert';
+  if (stage === 'convert') return sendConvert(services, run.runId, source);
+
+  const messageId = `${run.runId}-${stage}-resume-${Date.now()}`;
+  const message = stage === 'deploy'
+    ? { queue: QUEUES.deployments, body: deploymentFor(services, run) }
+    : { queue: QUEUES[stage], body: stageMessage(stage, run.runId, source) };
+  const outgoing = { messageId, correlationId: run.runId, body: message.body };
+  await services.bus.send(message.queue, outgoing);
+}
+
+function stageMessage(stage: 'encrypt' | 'register', runId: string, source: SourceImage) {
+  const type = stage === 'encrypt' ? 'ccpipe.encrypt' : 'ccpipe.register';
+  return { version: 1, type, runId, source } satisfies StageMessage;
+}
+
 /** Clears a failed run's error and unfinished stages; finished stages are kept and skipped. */
-async function reopen(services: Services, runId: string): Promise<void> {
-  await services.runs.update(runId, (run) => {
+async function reopen(services: Services, runId: string): Promise<RunRecord> {
+  return services.runs.update(runId, (run) => {
     if (run.status !== 'failed') return undefined;
     run.status = 'accepted';
     delete run.error;
-    delete run.convertQueuedAt;
+    if (run.stages.convert?.status !== 'done') delete run.convertQueuedAt;
     for (const stage of STAGES) {
       if (run.stages[stage]?.status !== 'done') delete run.stages[stage];
     }

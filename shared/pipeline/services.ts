@@ -95,14 +95,23 @@ function createCluster(config: Config, credential: TokenCredential, log: Logger)
       if (!access) throw new CcpipeError('UNAUTHORIZED', 'no Entra ID token for the AKS API');
       return access.token;
     };
-    return KubernetesCluster.withBearerToken(
+    // ccpipe's role is scoped to its namespace, which the operator creates (docs/deployment.md).
+    return withoutNamespaces(KubernetesCluster.withBearerToken(
       { server: config.kubeServerUrl, caPem: config.kubeCaPem, token }, options,
-    );
+    ));
   }
   if (config.kubeconfigPath) {
     return KubernetesCluster.fromKubeconfigFile(config.kubeconfigPath, options);
   }
   return new LocalCluster(join(config.dataDir, 'deployments'));
+}
+
+/** A cluster that leaves Namespace objects out: ccpipe may not create namespaces there. */
+function withoutNamespaces(cluster: Cluster): Cluster {
+  return {
+    apply: (input) =>
+      cluster.apply({ ...input, objects: input.objects.filter((o) => o.kind !== 'Namespace') }),
+  };
 }
 
 /** The AKS AAD server application every AKS cluster with Entra ID integration accepts. */

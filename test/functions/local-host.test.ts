@@ -135,13 +135,21 @@ describe('local host', () => {
     const big = JSON.stringify({ kind: 'bad', pad: 'x'.repeat(40_000) });
     await queue.sendMessage(Buffer.from(big).toString('base64'));
 
+    const euros = '€'.repeat(20_000);
+    await queue.sendMessage(euros);
+    const controls = Buffer.alloc(45 * 1024, 1).toString('base64');
+    await queue.sendMessage(controls);
+
     await until(async () => (await poisonRecords()).some((r) => r.body.includes('"raw"')));
-    await until(async () => (await poisonRecords()).some((r) => r.bodyBytes === big.length));
+    // Kept whole while the record fits in a queue message, cut (length and digest kept) if not.
+    await until(async () => (await poisonRecords()).some((r) => r.body === big));
+    await until(async () => (await poisonRecords()).some((r) => r.body.startsWith('€€€')));
+    await until(async () => (await poisonRecords()).some((r) => r.bodyBytes === 45 * 1024));
     const raw = (await poisonRecords()).find((r) => r.body.includes('"raw"'));
     expect(raw?.body).toBe('not base64 {"kind": "raw"}');
     // The probe throws a plain SyntaxError, which counts as retryable.
     expect(raw?.reason).toMatch(/probe failed after 5 deliveries: Unexpected token/);
-  });
+  }, 30_000);
 
   it('serves HTTP functions under /api and refuses what it cannot route', async () => {
     const ok = await fetch(`${host.url}/api/echo`, { method: 'POST', body: 'hi' });

@@ -282,7 +282,8 @@ const FUNCTIONS: Record<string, Fn> = {
   toLower: ([s]) => String(s).toLowerCase(),
   toUpper: ([s]) => String(s).toUpperCase(),
   empty: ([v]) => (v instanceof Ref ? v : isEmpty(v)),
-  length: ([v]) => (typeof v === 'string' || Array.isArray(v) ? v.length : Object.keys(v ?? {}).length),
+  length: ([v]) =>
+    typeof v === 'string' || Array.isArray(v) ? v.length : Object.keys(v ?? {}).length,
   last: ([v]) => (Array.isArray(v) ? v[v.length - 1] : String(v).slice(-1)),
   first: ([v]) => (Array.isArray(v) ? v[0] : String(v).slice(0, 1)),
   contains: ([c, v]) => (Array.isArray(c) ? c.includes(v) : String(c).includes(String(v))),

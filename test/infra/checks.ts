@@ -13,7 +13,7 @@ import {
 } from './infra-model.js';
 import { CONTRACT, LOCAL_ONLY } from './code-settings.js';
 
-// ─── App settings ────────────────────────────────────────────────────────────────────────────
+// App settings
 
 /** Suffixes that make a `connection` prefix an identity-based connection. */
 const IDENTITY_SUFFIXES = ['__fullyQualifiedNamespace', '__accountName', '__blobServiceUri'];
@@ -98,7 +98,7 @@ export function storageProblems(model: InfraModel, containers: readonly string[]
   return missing.map((c) => `container ${c} is not created in the CCPIPE_STORAGE_BLOB_URL account`);
 }
 
-// ─── Local auth off everywhere ───────────────────────────────────────────────────────────────
+// Local auth off everywhere
 
 const LOCAL_AUTH_OFF: readonly [string, string, Value][] = [
   ['Microsoft.Storage/storageAccounts', 'properties.allowSharedKeyAccess', false],
@@ -124,7 +124,7 @@ export function localAuthProblems(model: InfraModel): string[] {
   return problems;
 }
 
-// ─── Service Bus ─────────────────────────────────────────────────────────────────────────────
+// Service Bus
 
 export interface BusExpectations {
   queues: readonly string[];
@@ -191,7 +191,8 @@ function deliveryProblems(entity: ResourceInstance, expected: BusExpectations): 
   const problems: string[] = [];
   const max = at(entity, 'properties.maxDeliveryCount');
   if (typeof max !== 'number' || max <= expected.maxDequeueCount) {
-    problems.push(`${name}: maxDeliveryCount ${String(max)} must exceed ${expected.maxDequeueCount}`);
+    const limit = expected.maxDequeueCount;
+    problems.push(`${name}: maxDeliveryCount ${String(max)} must exceed ${limit}`);
   }
   if (at(entity, 'properties.lockDuration') !== 'PT5M') problems.push(`${name}: lock must be PT5M`);
   if (at(entity, 'properties.requiresSession') !== false) {
@@ -209,7 +210,7 @@ function byName(resources: ResourceInstance[]): Map<string, ResourceInstance> {
   return new Map(resources.map((r) => [String(r.body.name), r]));
 }
 
-// ─── host.json ───────────────────────────────────────────────────────────────────────────────
+// host.json
 
 /** The Service Bus extension settings ccpipe relies on, consistent with the function timeout. */
 export function hostJsonProblems(host: Record<string, unknown>): string[] {
@@ -235,7 +236,7 @@ export function seconds(value: unknown): number {
   return Number(match[1]) * 3600 + Number(match[2]) * 60 + Number(match[3]);
 }
 
-// ─── Roles ───────────────────────────────────────────────────────────────────────────────────
+// Roles
 
 /** Built-in role ids by name (independent of infra/app/roles.bicep, which must agree). */
 export const ROLE_IDS: Readonly<Record<string, string>> = {
@@ -285,7 +286,8 @@ export function assignments(model: InfraModel): Assignment[] {
     const role = Object.keys(ROLE_IDS).find((name) => ROLE_IDS[name] === guid) ?? guid;
     const scope = declarationOf(model, r.body.scope);
     const principal = text(at(r, 'properties.principalId'));
-    return { symbol: r.symbol, file: r.file, role, scopeType: scope?.type, principal, comments: r.comments };
+    const { symbol, file, comments } = r;
+    return { symbol, file, role, scopeType: scope?.type, principal, comments };
   });
 }
 

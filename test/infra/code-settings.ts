@@ -1,7 +1,7 @@
 /**
  * The settings ccpipe's code reads, found in its source text: `process.env.X`, `env.X`,
- * `env['X']` and quoted `'CCPIPE_…'`, `'AZURE_…'`, `'AzureWebJobs…'` literals (setting names and
- * trigger `connection` prefixes), comments left out.
+ * `env['X']` and quoted `'CCPIPE_…'`, `'AZURE_…'`, `'AzureWebJobs…'` literals (setting
+ * names and trigger `connection` prefixes), comments left out.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -27,6 +27,8 @@ export function settingSources(): string[] {
  * - CCPIPE_STORAGE_CONNECTION_STRING: Azurite's connection string; Azure reads
  *   CCPIPE_STORAGE_BLOB_URL with the managed identity instead;
  * - CCPIPE_HOST, CCPIPE_PORT, CCPIPE_LOCAL_REGISTRY_PORT: the local host and registry;
+ * - CCPIPE_KUBECONFIG: a kubeconfig file for a cluster of your own; Azure uses
+ *   CCPIPE_KUBE_SERVER_URL and CCPIPE_KUBE_CA_BASE64 with an Entra token;
  * - CCPIPE_REGISTRY_USERNAME / _PASSWORD: basic registry credentials; in Azure the identity
  *   authenticates to ACR, and secrets would only ever come from Key Vault references.
  */
@@ -36,6 +38,7 @@ export const LOCAL_ONLY: ReadonlySet<string> = new Set([
   'CCPIPE_HOST',
   'CCPIPE_PORT',
   'CCPIPE_LOCAL_REGISTRY_PORT',
+  'CCPIPE_KUBECONFIG',
   'CCPIPE_REGISTRY_USERNAME',
   'CCPIPE_REGISTRY_PASSWORD',
 ]);

