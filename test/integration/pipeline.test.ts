@@ -194,6 +194,44 @@ describe('push → convert → encrypt → register → deploy on the local stac
     expect(after?.run.stages.deploy?.attempts).toBe(1);
   });
 
+  it('takes the same push through the Event Grid trigger as one run', async () => {
+    const event = {
+      id: 'eg-1',
+      topic: '/subscriptions/x/resourceGroups/y/providers/' +
+        'Microsoft.ContainerRegistry/registries/z',
+      subject: `${REPOSITORY}:v1`,
+      eventType: 'Microsoft.ContainerRegistry.ImagePushed',
+      eventTime: new Date().toISOString(),
+      dataVersion: '1.0',
+      metadataVersion: '1',
+      data: {
+        id: 'eg-1',
+        timestamp: new Date().toISOString(),
+        action: 'push',
+        target: {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 500, digest: pushedDigest,
+          length: 500, repository: REPOSITORY, tag: 'v1',
+        },
+        request: { id: 'r', host: stack.registry, method: 'PUT', useragent: 'test' },
+      },
+    };
+    const url = `${stack.host.url}/runtime/webhooks/eventgrid?functionName=ingest-eventgrid`;
+    const post = (secret?: string) => fetch(url, {
+      method: 'POST',
+      headers: {
+        'aeg-event-type': 'Notification',
+        ...(secret ? { authorization: `Bearer ${secret}` } : {}),
+      },
+      body: JSON.stringify([event]),
+    });
+
+    expect((await post()).status).toBe(401);
+    expect((await post(SECRET)).status).toBe(202);
+    const after = await stack.services.runs.get(run.runId);
+    expect(after?.run.status).toBe('succeeded');
+    expect(after?.run.stages.convert?.attempts).toBe(1);
+  });
+
   it('refuses an unauthenticated event with 401 and starts nothing', async () => {
     const event = distributionEnvelope(stack.registry, 'team/other', digestOf('x'), 'v1');
     const noSecret = await postEvent(stack, event, undefined);
