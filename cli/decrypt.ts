@@ -297,7 +297,7 @@ async function decryptOne(
   return report;
 }
 
-/** The stream of one layer: blob → decryptor (if encrypted) → diffID tap → file or nowhere. */
+/** One layer's stream: blob → decryptor (if encrypted) → diffID tap → file or nowhere. */
 async function streamLayer(
   registry: RegistryClient,
   ref: ImageReference,

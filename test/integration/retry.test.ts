@@ -39,7 +39,8 @@ describe('a failed run retried by a new push event', () => {
     await writeFile(deployments, 'in the way');
 
     const image = await buildSampleImage(join(dir.path, 'build'), 'v1');
-    const digest = await pushLayout(image.layout, 'v1', `${stack.registry}/team/retry:v1`, dir.path);
+    const destination = `${stack.registry}/team/retry:v1`;
+    const digest = await pushLayout(image.layout, 'v1', destination, dir.path);
     const source = { registry: stack.registry, repository: 'team/retry', digest };
     const runId = deriveRunId(source, stack.config.target, stack.config.configVersion);
     const failed = await waitForRun(stack.services.runs, runId, 60_000);
