@@ -34,7 +34,8 @@ export interface ServiceBusBusOptions {
  *
  * - the body as UTF-8 JSON in one data section, `contentType: 'application/json'`;
  * - `messageId` as given (deterministic, so an entity with duplicate detection drops a resent
- *   copy), `correlationId` (the run id) and `subject` = the message type;
+ *   copy), `correlationId` (the run id) and `subject` = the application for deployment
+ *   messages, else the message type;
  * - `applicationProperties` for routing: `type`, `runId`; for `ccpipe.deployment` also
  *   `application`, `target`, `namespace` and `cluster` when the body has one; `traceparent`
  *   when given.
@@ -145,7 +146,7 @@ export function toServiceBusMessage(
     messageId,
     correlationId,
     contentType: 'application/json',
-    subject: body.type,
+    subject: body.type === 'ccpipe.deployment' ? body.application : body.type,
     applicationProperties: routingProperties(body, traceparent),
   };
 }

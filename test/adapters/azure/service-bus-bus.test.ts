@@ -137,6 +137,7 @@ describe('ServiceBusBus', () => {
     const [west, ...rest] = await receive('deployments', 1, {}, 'cluster-west');
     expect(rest).toEqual([]);
     expect(west?.body).toEqual(deployment('west'));
+    expect(west?.subject).toBe('demo-hello');
     expect(west?.applicationProperties).toEqual({
       type: 'ccpipe.deployment',
       runId: RUN_ID,
