@@ -73,15 +73,20 @@ async function startCommand(
   ports: { hostPort: number; registryPort: number },
 ): Promise<number> {
   const log = createLogger({ component: 'host' });
-  const stack = await startLocalStack({
-    dataDir, log, ...ports, azuritePorts: { blob: 10000, queue: 10001 }, persistent: true,
-  });
+  // Azurite on its standard ports (the default connection string), or any free ones with 0.
+  const blob = parsePort(process.env, 'CCPIPE_LOCAL_AZURITE_PORT', 10000);
+  const azuritePorts = blob === 0 ? undefined : { blob, queue: blob + 1 };
+  const stack = await startLocalStack({ dataDir, log, ...ports, azuritePorts, persistent: true });
+  const storage = azuritePorts
+    ? `127.0.0.1:${azuritePorts.blob} (blob), ${azuritePorts.queue} (queue)`
+    : 'free ports (see logs/azurite.log)';
   process.stdout.write(
     `ccpipe is running.\n` +
       `  webhook   POST ${stack.host.url}/api/registry-events\n` +
       `  runs      GET  ${stack.host.url}/api/runs/<runId> (same secret)\n` +
+      `  redeploy  POST ${stack.host.url}/api/redeploy (same secret)\n` +
       `  registry  ${stack.registry} (push with: skopeo copy --dest-tls-verify=false ...)\n` +
-      `  storage   Azurite on 127.0.0.1:10000 (blob), 10001 (queue), data in ` +
+      `  storage   Azurite on ${storage}, data in ` +
       `${join(dataDir, 'azurite')}\n` +
       `  webhook secret in ${join(dataDir, 'webhook-secret')}\n` +
       `Press Ctrl-C to stop.\n`,

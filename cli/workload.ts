@@ -33,6 +33,10 @@ export async function workloadCommand(argv: string[], io: CommandIo): Promise<nu
     const blob = container.getBlockBlobClient(workloadPath(application));
 
     if (verb === 'show') {
+      if (!(await blob.exists())) {
+        io.stdout(`no workload config for ${application}; the defaults apply\n`);
+        return 0;
+      }
       const text = await streamText((await blob.download()).readableStreamBody);
       io.stdout(text.endsWith('\n') ? text : `${text}\n`);
       return 0;

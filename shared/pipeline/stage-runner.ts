@@ -64,7 +64,8 @@ export async function runStage(
   if (definition.next) await sendNext(services, runId, stage, definition.next(run));
   log.info('stage done', { durationMs: Date.now() - started });
   if (run.status === 'succeeded') {
-    log.info('run succeeded', { reference: run.source.repository, digest: run.source.digest });
+    const reference = `${run.source.registry}/${run.source.repository}@${run.source.digest}`;
+    log.info('run succeeded', { reference });
   }
 }
 
