@@ -64,7 +64,8 @@ export async function waitForPort(
     if (await canConnect(port)) return;
     if (process?.failure()) {
       const why = process.failure() ?? '';
-      throw new CcpipeError('UPSTREAM', `${process.name} stopped before listening on ${port}: ${why}`);
+      const message = `${process.name} stopped before listening on ${port}: ${why}`;
+      throw new CcpipeError('UPSTREAM', message);
     }
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -28,9 +28,9 @@ export interface ApplyResult {
 }
 
 /**
- * The local cluster: writes the objects as one YAML file per run under
- * `<dir>/<namespace>/<application>/<runId or redeploy name>.yaml`, atomically (write then rename), so
- * applying the same run twice leaves one identical file.
+ * The local cluster: writes the objects as one YAML file per run (or redeploy) under
+ * `<dir>/<namespace>/<application>/<runId or redeploy name>.yaml`, atomically (write then
+ * rename), so applying the same run twice leaves one identical file.
  */
 export class LocalCluster implements Cluster {
   constructor(private readonly dir: string) {}
