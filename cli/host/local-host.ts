@@ -15,6 +15,7 @@ import type {
   HttpOutput,
   QueueFunctionSpec,
 } from '../../functions/spec.js';
+import type { QueueClient } from '@azure/storage-queue';
 import { QueueBus, decodeQueueText } from '../../shared/adapters/local/queue-bus.js';
 import { checkWebhookSecret } from '../../shared/ingest/index.js';
 import { describeError } from '../../shared/errors.js';
@@ -32,6 +33,8 @@ export interface LocalHostOptions {
   port: number;
   /** How long an idle queue poller sleeps at most, in ms (default 1000). */
   maxPollIntervalMs?: number;
+  /** Seconds a message stays invisible while handled, renewed as it runs (default 300). */
+  visibilityTimeoutSeconds?: number;
   /** Seconds before a failed message is seen again; default 2^deliveries, at most 30. */
   retryDelaySeconds?: (dequeueCount: number) => number;
 }
@@ -283,7 +286,7 @@ async function receive(
   const queue = await options.bus.queue(spec.queue);
   const { receivedMessageItems } = await queue.receiveMessages({
     numberOfMessages: count,
-    visibilityTimeout: VISIBILITY_TIMEOUT_S,
+    visibilityTimeout: options.visibilityTimeoutSeconds ?? VISIBILITY_TIMEOUT_S,
     abortSignal,
   });
   return receivedMessageItems;
@@ -307,20 +310,50 @@ async function handle(
     maxDequeueCount: options.services.config.maxDequeueCount,
   };
 
+  const visibility = options.visibilityTimeoutSeconds ?? VISIBILITY_TIMEOUT_S;
+  const lease = keepInvisible(queue, item, visibility, log);
   try {
     const outcome = await deliver(spec, body, context, state);
+    const popReceipt = await lease.stop();
     if (outcome.kind === 'retry') {
       const delay = (options.retryDelaySeconds ?? defaultRetryDelay)(item.dequeueCount);
-      await queue.updateMessage(item.messageId, item.popReceipt, undefined, delay);
+      await queue.updateMessage(item.messageId, popReceipt, undefined, delay);
       return;
     }
     if (outcome.kind === 'poison') {
       await options.bus.deadLetter(spec.queue, body, outcome.reason);
       log.error('message moved to the poison queue', { queue: spec.queue, reason: outcome.reason });
     }
-    await queue.deleteMessage(item.messageId, item.popReceipt);
+    await queue.deleteMessage(item.messageId, popReceipt);
   } catch (err) {
     // The message stays invisible until its lease ends, then is delivered again: not lost.
+    await lease.stop();
     log.error('could not settle a message', { queue: spec.queue, error: describeError(err) });
   }
+}
+
+/**
+ * Keeps a message invisible while its handler runs, as the Functions host does, so a long
+ * stage is not handed to a second worker; `stop()` returns the current pop receipt.
+ */
+function keepInvisible(queue: QueueClient, item: Received, seconds: number, log: Logger) {
+  let popReceipt = item.popReceipt;
+  let renewing: Promise<void> = Promise.resolve();
+  const timer = setInterval(() => {
+    renewing = queue.updateMessage(item.messageId, popReceipt, undefined, seconds)
+      .then((res) => {
+        popReceipt = res.popReceipt ?? popReceipt;
+      })
+      .catch((err: unknown) => log.warn('could not renew a message lease', {
+        error: describeError(err),
+      }));
+  }, (seconds * 1000) / 3);
+
+  return {
+    async stop(): Promise<string> {
+      clearInterval(timer);
+      await renewing;
+      return popReceipt;
+    },
+  };
 }

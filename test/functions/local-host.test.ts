@@ -31,6 +31,7 @@ describe('local host', () => {
       throw new CcpipeError('INVALID_INPUT', 'message field runId is malformed');
     },
   };
+  const slow = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
   const queueSpec: QueueFunctionSpec = {
     kind: 'queue',
@@ -39,6 +40,7 @@ describe('local host', () => {
     async handler(body) {
       const { kind } = JSON.parse(body) as { kind: string };
       calls[kind] = (calls[kind] ?? 0) + 1;
+      if (kind === 'slow') await slow(4500);
       behaviour[kind]?.();
     },
     async onPoison(body, reason) {
@@ -71,6 +73,7 @@ describe('local host', () => {
       port: 0,
       maxPollIntervalMs: 100,
       retryDelaySeconds: () => 0,
+      visibilityTimeoutSeconds: 2,
     });
   }, 30_000);
 
@@ -109,6 +112,16 @@ describe('local host', () => {
     expect(props.approximateMessagesCount).toBe(0);
     expect(calls.ok).toBe(1);
   });
+
+  it('keeps a message invisible while a slow handler runs: delivered once', async () => {
+    await send('slow');
+    await until(() => calls.slow === 1);
+    await new Promise((r) => setTimeout(r, 6000));
+
+    expect(calls.slow).toBe(1);
+    const props = await (await bus.queue('convert')).getProperties();
+    expect(props.approximateMessagesCount).toBe(0);
+  }, 20_000);
 
   it('redelivers a retryable failure five times, then parks it with the reason', async () => {
     await send('flaky');
