@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { QueueMessage, QueueName } from '../contracts/index.js';
 
 /**
@@ -15,6 +16,18 @@ export interface OutgoingMessage {
   messageId: string;
   correlationId: string;
   body: QueueMessage;
+  /**
+   * W3C trace context of the send: the run id is the trace id, so every message of a run
+   * belongs to one trace. Carried as an application property where the bus has them
+   * (Service Bus); Storage queues carry the body only.
+   */
+  traceparent?: string;
+}
+
+/** A `traceparent` whose trace id is the run id (32 hex) and whose span id is new. */
+export function traceparentFor(runId: string): string | undefined {
+  if (!/^[a-f0-9]{32}$/.test(runId)) return undefined;
+  return `00-${runId}-${randomBytes(8).toString('hex')}-01`;
 }
 
 /** The poison queue's record of a message that failed for good. */

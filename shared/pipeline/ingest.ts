@@ -3,6 +3,7 @@
  * allowlist (before any request is made to them), and start one run per pushed image. The run id
  * is derived from the image, so the same push delivered twice starts one run.
  */
+import { traceparentFor } from '../adapters/bus.js';
 import { QUEUES, type SourceImage, type StageMessage } from '../contracts/index.js';
 import { CcpipeError, isCcpipeError } from '../errors.js';
 import {
@@ -210,7 +211,8 @@ async function reopen(services: Services, runId: string): Promise<RunRecord> {
 async function sendConvert(services: Services, runId: string, source: SourceImage) {
   const body: StageMessage = { version: 1, type: 'ccpipe.convert', runId, source };
   const messageId = `${runId}-convert`;
-  await services.bus.send(QUEUES.convert, { messageId, correlationId: runId, body });
+  const traceparent = traceparentFor(runId);
+  await services.bus.send(QUEUES.convert, { messageId, correlationId: runId, body, traceparent });
 
   await services.runs.update(runId, (run) => {
     if (run.convertQueuedAt) return undefined;

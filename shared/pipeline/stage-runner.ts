@@ -3,6 +3,7 @@
  * outputs, hand the run on. Every step is safe to repeat: a message delivered twice, or
  * redelivered after a crash, never produces a second result.
  */
+import { traceparentFor } from '../adapters/bus.js';
 import type { QueueName, PipelineMessage } from '../contracts/index.js';
 import { CcpipeError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -158,6 +159,7 @@ async function sendNext(
     messageId: `${runId}-${stage}-next`,
     correlationId: runId,
     body: next.body,
+    traceparent: traceparentFor(runId),
   });
 }
 
