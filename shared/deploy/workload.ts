@@ -7,6 +7,7 @@
  * ```json
  * {
  *   "version": 1,
+ *   "namespace": "team-web",             // default: the CCPIPE_NAMESPACE setting
  *   "replicas": 2,                       // 0-100, default 1
  *   "ports": [8080],                     // container ports; a ClusterIP Service when given
  *   "resources": { "cpu": "1", "memory": "2Gi" },  // limits = requests; default 1 CPU, 1Gi
@@ -24,6 +25,8 @@ import { CcpipeError } from '../errors.js';
 
 export interface WorkloadConfig {
   version: 1;
+  /** Kubernetes namespace of the application's objects; the deployment setting when absent. */
+  namespace?: string;
   replicas: number;
   ports: number[];
   resources: { cpu: string; memory: string };
@@ -37,7 +40,9 @@ export const DEFAULT_WORKLOAD: WorkloadConfig = {
   resources: { cpu: '1', memory: '1Gi' },
 };
 
-const FIELDS = new Set(['version', 'replicas', 'ports', 'resources', 'serviceAccount']);
+const FIELDS = new Set([
+  'version', 'namespace', 'replicas', 'ports', 'resources', 'serviceAccount',
+]);
 const CPU = /^([1-9][0-9]{0,2}(\.[0-9]{1,3})?|0\.[0-9]{1,3}|[1-9][0-9]{0,5}m)$/;
 const MEMORY = /^[1-9][0-9]{0,5}(Ki|Mi|Gi|Ti)$/;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
@@ -59,6 +64,12 @@ export function parseWorkloadConfig(text: string, source: string): WorkloadConfi
   };
   if (value.serviceAccount !== undefined) {
     config.serviceAccount = serviceAccount(value.serviceAccount, source);
+  }
+  if (value.namespace !== undefined) {
+    if (typeof value.namespace !== 'string' || !DNS_LABEL.test(value.namespace)) {
+      throw invalid(source, 'namespace', `must be a DNS-1123 label, got ${show(value.namespace)}`);
+    }
+    config.namespace = value.namespace;
   }
   return config;
 }

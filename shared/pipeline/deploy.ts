@@ -37,7 +37,7 @@ export function deploymentFor(services: Services, run: RunRecord): DeploymentMes
     runId: run.runId,
     application: run.application,
     target: run.target,
-    namespace: services.config.namespace,
+    namespace: run.outputs.placement?.namespace ?? services.config.namespace,
     image: `${repository}@${runs.digest}`,
     measurement: measurement.value,
     key,

@@ -17,7 +17,7 @@ import type { RunOutputs, RunRecord } from '../runs/run-record.js';
 import { getTarget } from '../targets/index.js';
 import { LEDGER_BLOB, type Services } from './services.js';
 import type { StageDefinition } from './stage-runner.js';
-import { deploymentFor } from './deploy.js';
+import { deploymentFor, loadWorkload } from './deploy.js';
 import { withBlobLock } from './lock.js';
 import { keyNameFor } from '../names.js';
 
@@ -82,10 +82,12 @@ async function registerMeasurement(
     subject: encrypted.digest, referrer: referrer.digest, pushed: referrer.pushed,
   });
 
+  const workload = await loadWorkload(services, run.application);
   return {
     key: { id: key.id, version: key.version },
     ledger: { index: record.index, hash: record.hash },
     referrer: { digest: referrer.digest },
+    placement: { namespace: workload.namespace ?? services.config.namespace },
   };
 }
 

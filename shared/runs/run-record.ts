@@ -27,6 +27,8 @@ export interface RunOutputs {
   measurement?: { kind: string; value: string; layerHashes: string[]; policyDigest: string };
   key?: { id: string; version: string };
   ledger?: { index: number; hash: string };
+  /** Where the run deploys, fixed when its measurement is registered. */
+  placement?: { namespace: string };
   /** The measurement record attached to the encrypted image as an OCI referrer. */
   referrer?: { digest: string };
   deployment?: {

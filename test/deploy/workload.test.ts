@@ -75,6 +75,7 @@ describe('parseWorkloadConfig', () => {
     ['{"version":1,"resources":{"cpu":"lots","memory":"1Gi"}}', /field resources.cpu/],
     ['{"version":1,"resources":{"cpu":"1","memory":"1GB"}}', /field resources.memory/],
     ['{"version":1,"serviceAccount":{"name":"Web"}}', /field serviceAccount.name/],
+    ['{"version":1,"namespace":"Team_Web"}', /field namespace must be a DNS-1123 label/],
     ['{"version":1,"serviceAccount":{"name":"w","clientId":"x"}}', /serviceAccount.clientId/],
   ])('refuses %s naming the field', (text, error) => {
     expect(() => parseWorkloadConfig(text, 'f.json')).toThrow(error);

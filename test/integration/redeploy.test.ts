@@ -109,6 +109,29 @@ describe('redeploy on the local stack', () => {
     expect(newest).toContain('containerPort: 8080');
   }, 60_000);
 
+  it('deploys a new push into the namespace its workload config names', async () => {
+    const file = join(dir.path, 'workload-ns.json');
+    await writeFile(file, JSON.stringify({ version: 1, namespace: 'team-api' }));
+    const io = {
+      stdout: () => undefined, stderr: () => undefined,
+      env: { CCPIPE_STORAGE_CONNECTION_STRING: stack.config.storageConnectionString },
+    };
+    expect(await workloadCommand(['set', run.application, file], io)).toBe(0);
+
+    const image = await buildSampleImage(join(dir.path, 'build2'), 'v2');
+    const destination = `${stack.registry}/team/api:v2`;
+    const digest = await pushLayout(image.layout, 'v2', destination, dir.path);
+    const source = { registry: stack.registry, repository: 'team/api', digest };
+    const runId = deriveRunId(source, stack.config.target, stack.config.configVersion);
+    const second = await waitForRun(stack.services.runs, runId, 90_000);
+
+    expect(second.status).toBe('succeeded');
+    expect(second.outputs.placement).toEqual({ namespace: 'team-api' });
+    expect(second.outputs.deployment!.path).toContain(`${join('deployments', 'team-api')}`);
+    const yaml = await readFile(second.outputs.deployment!.path, 'utf8');
+    expect(yaml).toContain('namespace: team-api');
+  }, 120_000);
+
   it('refuses a request without the secret or with a malformed body', async () => {
     expect((await redeploy({ application: run.application, reason: 'x' }, 'wrong')).status)
       .toBe(401);
