@@ -17,6 +17,7 @@
  * closed wherever the grammar leaves room: empty `allOf`/`anyOf` lists, values of unexpected
  * types and ordering operators on non-numbers never release a key.
  */
+import { showValue } from '../show.js';
 import { CcpipeError } from '../errors.js';
 import { canonicalJson } from './canonical-json.js';
 
@@ -311,7 +312,7 @@ function invalid(path: string, problem: string): CcpipeError {
 }
 
 function show(value: unknown): string {
-  return value === undefined ? 'undefined' : JSON.stringify(value);
+  return value === undefined ? 'undefined' : showValue(value);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@
  * | `deployments` | `ccpipe.deployment`  | register          | deploy     |
  * | `redeploy-requests` | `ccpipe.redeploy` | `POST /api/redeploy`, operators | redeploy |
  */
+import { showValue } from '../show.js';
 import { CcpipeError } from '../errors.js';
 
 export const MESSAGE_VERSION = 1;
@@ -194,8 +195,7 @@ function string(value: unknown, field: string): string {
 }
 
 function show(value: unknown): string {
-  const text = JSON.stringify(value) ?? String(value);
-  return text.length > 100 ? text.slice(0, 100) + '…' : text;
+  return showValue(value);
 }
 
 function invalid(field: string, problem: string): CcpipeError {

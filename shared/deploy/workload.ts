@@ -21,6 +21,7 @@
  * NOTE: environment from ConfigMaps is not offered: the CCE policy pins the environment the
  * container starts with, so values that change after measurement would be refused at start.
  */
+import { showValue } from '../show.js';
 import { CcpipeError } from '../errors.js';
 
 export interface WorkloadConfig {
@@ -141,8 +142,7 @@ function serviceAccount(value: unknown, source: string): ServiceAccount {
 }
 
 function show(value: unknown): string {
-  const text = JSON.stringify(value) ?? String(value);
-  return text.length > 60 ? text.slice(0, 60) + '…' : text;
+  return showValue(value, 60);
 }
 
 function invalid(source: string, field: string, problem: string): CcpipeError {

@@ -52,7 +52,8 @@ export class ImageReference {
   /** Parses `text`; throws INVALID_INPUT naming the reference (UNSUPPORTED for non-sha256). */
   static parse(text: unknown): ImageReference {
     if (typeof text !== 'string' || text.length === 0) {
-      throw invalid(String(text ?? ''), 'a reference must be a non-empty string');
+      const shown = typeof text === 'string' ? text : `a value of type ${typeof text}`;
+      throw invalid(shown, 'a reference must be a non-empty string');
     }
     if (text.length > MAX_REFERENCE_LENGTH) {
       throw invalid(text, `longer than ${MAX_REFERENCE_LENGTH} characters`);
@@ -186,6 +187,11 @@ function normaliseRegistry(text: string, registry: string): string {
     throw invalid(text, `registry port ${quote(port)} is not a port number (1-65535)`);
   }
 
+  // Without a dot, colon or brackets only its upper case made this a registry; lower-cased it
+  // would print as a repository path and parse back differently, so it is refused.
+  if (!/[.:[]/.test(registry) && registry.toLowerCase() !== 'localhost') {
+    throw invalid(text, `registry host ${quote(host)} has upper case but no dot or port`);
+  }
   const normal = registry.toLowerCase();
   return normal === LEGACY_DOCKER_HUB ? DEFAULT_REGISTRY : normal;
 }

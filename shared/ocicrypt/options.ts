@@ -3,6 +3,7 @@
  * (privopts — symkey, nonce, plaintext digest — wrapped per recipient as JWE). Both are stored as
  * padded standard base64; wrapped keys of several recipients are joined with commas.
  */
+import { showValue } from '../show.js';
 import { CcpipeError } from '../errors.js';
 import { HMAC_BYTES, LAYER_CIPHER, NONCE_BYTES, SYMKEY_BYTES } from './block-cipher.js';
 import { fromStdBase64, isPlainObject, parseJsonObject, toStdBase64 } from './encoding.js';
@@ -50,7 +51,7 @@ export function decodePubopts(value: string | undefined, what: string): PublicOp
   const options = parseJsonObject(json, `${what}: pubopts`);
   const cipher = options['cipher'];
   if (cipher !== LAYER_CIPHER) {
-    const name = JSON.stringify(cipher);
+    const name = showValue(cipher);
     throw new CcpipeError('UNSUPPORTED', `${what}: pubopts cipher ${name} is not supported`);
   }
 

@@ -42,7 +42,8 @@ const FORMATS: Record<string, { docs: string[]; headers: Headers }> = {
 
 const EVENT_ID = /^[\x20-\x7e]{1,256}$/;
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
-const REPOSITORY = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
+const COMPONENT = '[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*';
+const REPOSITORY = new RegExp(`^${COMPONENT}(?:\\/${COMPONENT})*$`);
 
 function checkParsed(parsed: ParsedEvents): void {
   if (parsed.kind === 'eventgrid-validation') {
@@ -108,7 +109,8 @@ describe('parseRegistryEvents under hostile input', () => {
     });
     fc.assert(
       fc.property(input, ({ body, headers, contentType, suffix }) => {
-        const request = contentType === undefined ? { body, headers } : { body, headers, contentType };
+        const request =
+          contentType === undefined ? { body, headers } : { body, headers, contentType };
         const options = suffix === undefined ? {} : { outputSuffix: suffix };
         const parsed = parsesOrRefuses(() => parseRegistryEvents(request, options));
         if (parsed !== undefined) checkParsed(parsed);

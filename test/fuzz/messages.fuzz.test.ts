@@ -1,15 +1,22 @@
 /** Hostile queue bodies for `parseMessage`, for every message type. */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parseMessage, type MessageType, type QueueMessage } from '../../shared/contracts/messages.js';
-import { DIGEST, RUNS, TIMEOUT, hex, hostileTexts, parsesOrRefuses, validDigest } from './hostile.js';
+import {
+  parseMessage, type MessageType, type QueueMessage,
+} from '../../shared/contracts/messages.js';
+import {
+  DIGEST, RUNS, TIMEOUT, hex, hostileTexts, parsesOrRefuses, validDigest,
+} from './hostile.js';
 import type { Json } from './hostile.js';
 
 const source = { registry: 'ccteam.azurecr.io', repository: 'team/web', digest: validDigest };
 const stage = (type: string): Json => ({ version: 1, type, runId: hex(32), source });
 
 const VALID: Record<MessageType, Json[]> = {
-  'ccpipe.convert': [stage('ccpipe.convert'), { ...(stage('ccpipe.convert') as object), source: { ...source, tag: '1.0' } }],
+  'ccpipe.convert': [
+    stage('ccpipe.convert'),
+    { ...(stage('ccpipe.convert') as object), source: { ...source, tag: '1.0' } },
+  ],
   'ccpipe.encrypt': [stage('ccpipe.encrypt')],
   'ccpipe.register': [stage('ccpipe.register')],
   'ccpipe.deployment': [
