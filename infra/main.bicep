@@ -46,6 +46,9 @@ param layerConcurrency int = 2
 @description('Measurements a key\'s release policy keeps: the newest and those before it, for rollbacks (CCPIPE_KEEP_MEASUREMENTS).')
 param keepMeasurements int = 2
 
+@description('Secure key release sidecar pinned by digest, e.g. a mirror of mcr.microsoft.com/aci/skr in an allowed registry; empty = no sidecar (CCPIPE_SKR_SIDECAR_IMAGE).')
+param skrSidecarImage string = ''
+
 @allowed(['debug', 'info', 'warn', 'error'])
 @description('ccpipe log level (CCPIPE_LOG_LEVEL).')
 param logLevel string = 'info'
@@ -277,6 +280,7 @@ var appSettings = {
   CCPIPE_MAX_DEQUEUE_COUNT: string(maxDequeueCount)
   CCPIPE_LAYER_CONCURRENCY: string(layerConcurrency)
   CCPIPE_KEEP_MEASUREMENTS: string(keepMeasurements)
+  CCPIPE_SKR_SIDECAR_IMAGE: skrSidecarImage
   CCPIPE_CLOUDEVENTS_ORIGINS: cloudEventsOrigins
   CCPIPE_LOG_LEVEL: logLevel
   CCPIPE_KEY_VAULT_URL: empty(managedHsmUri) ? keyVault.outputs.uri : managedHsmUri

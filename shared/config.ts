@@ -4,6 +4,7 @@
  */
 import { CcpipeError, isCcpipeError } from './errors.js';
 import { parseAllowlist } from './ingest/allowlist.js';
+import { ImageReference } from './oci/reference.js';
 
 export interface Config {
   /** Folder for local state: keys, deployments, logs. `CCPIPE_DATA_DIR`, default `.data`. */
@@ -65,6 +66,12 @@ export interface Config {
   kubeconfigPath?: string;
   /** `AZURE_CLIENT_ID`: client id of the user-assigned managed identity, in Azure. */
   azureClientId?: string;
+  /**
+   * `CCPIPE_SKR_SIDECAR_IMAGE`: the secure key release sidecar image, pinned by digest (e.g.
+   * a mirror of `mcr.microsoft.com/aci/skr` in an allowlisted registry). Measured with every
+   * image and rendered beside it; unset, pods run without it and cannot release keys.
+   */
+  skrSidecarImage?: string;
 }
 
 type Env = Record<string, string | undefined>;
@@ -121,7 +128,25 @@ export function loadConfig(env: Env = process.env): Config {
       : undefined,
     kubeconfigPath: env.CCPIPE_KUBECONFIG || undefined,
     azureClientId: env.AZURE_CLIENT_ID || undefined,
+    skrSidecarImage: optionalPinnedImage(env, 'CCPIPE_SKR_SIDECAR_IMAGE'),
   };
+}
+
+/**
+ * An image reference pinned by digest, `<registry>/<repository>@sha256:<64 hex>`, in its
+ * canonical form; empty means unset. (The registry client still enforces the allowlist.)
+ */
+function optionalPinnedImage(env: Env, name: string): string | undefined {
+  const value = env[name]?.trim();
+  if (!value) return undefined;
+  const problem = `must be an image pinned by digest (…@sha256:<64 hex>), got "${value}"`;
+  if (!/@sha256:[0-9a-f]{64}$/.test(value)) throw configError(name, problem);
+  try {
+    return ImageReference.parse(value).toString();
+  } catch (err) {
+    const reason = isCcpipeError(err) ? `: ${err.message}` : '';
+    throw configError(name, problem + reason);
+  }
 }
 
 function optionalHttps(env: Env, name: string): string | undefined {

@@ -18,6 +18,7 @@ import { ImageReference } from '../oci/reference.js';
 import type { RegistryClient } from '../oci/registry-client.js';
 import type { RunOutputs, RunRecord } from '../runs/run-record.js';
 import { getTarget } from '../targets/index.js';
+import type { SidecarImage } from '../targets/target.js';
 import type { Services } from './services.js';
 import type { StageDefinition } from './stage-runner.js';
 import { encryptedReference, outputReference, sourceReference } from './references.js';
@@ -68,6 +69,7 @@ async function convertImage(services: Services, run: RunRecord, log: Logger): Pr
       open: () => openLayerTar(registry, dst, layer),
     })),
     concurrency: config.layerConcurrency,
+    keyReleaseSidecar: await sidecarToMeasure(registry, config.skrSidecarImage, log),
   });
   const policyDigest = await savePolicy(services, measurement.policyText);
   log.info('measurement computed', { measurement: measurement.value, policyDigest });
@@ -83,6 +85,33 @@ async function convertImage(services: Services, run: RunRecord, log: Logger): Pr
       layerHashes: measurement.layerHashes,
       policyDigest,
     },
+  };
+}
+
+/**
+ * The configured secure key release sidecar (`CCPIPE_SKR_SIDECAR_IMAGE`) for the measurement:
+ * resolved through the same registry client (so the allowlist applies), its layers streamed
+ * from its own repository. Undefined when no sidecar is configured.
+ */
+async function sidecarToMeasure(
+  registry: RegistryClient,
+  reference: string | undefined,
+  log: Logger,
+): Promise<SidecarImage | undefined> {
+  if (reference === undefined) return undefined;
+  const ref = ImageReference.parse(reference);
+  const image = await registry.resolveImage(ref);
+  assertPlatform(image.config, ref);
+  log.info('key release sidecar resolved', {
+    reference, digest: image.manifestDigest, layers: image.manifest.layers.length,
+  });
+  return {
+    image: reference,
+    config: image.config,
+    layers: image.manifest.layers.map((layer, index) => ({
+      diffId: diffIdAt(image.config, index, ref),
+      open: () => openLayerTar(registry, ref, layer),
+    })),
   };
 }
 

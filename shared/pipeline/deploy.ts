@@ -81,6 +81,7 @@ export async function renderAndApply(
     runId: run.runId,
     key,
     maaEndpoint: services.config.maaEndpoint,
+    sidecar: { image: services.config.skrSidecarImage },
     measurement: {
       kind: 'sevsnp-hostdata',
       value: measurement,

@@ -51,6 +51,21 @@ export interface MeasureInput {
   layers: MeasuredLayer[];
   /** Layers hashed at once; default 4. */
   concurrency?: number;
+  /**
+   * The secure key release sidecar the pod runs beside the image, when configured
+   * (`CCPIPE_SKR_SIDECAR_IMAGE`): measured with it, since the platform admits only the
+   * containers the measurement lists. The target names the container and its environment.
+   */
+  keyReleaseSidecar?: SidecarImage;
+}
+
+/** A sidecar image to measure: pinned reference, configuration and layers. */
+export interface SidecarImage {
+  /** Reference pinned by digest (`repo@sha256:...`), as the pod spec will name it. */
+  image: string;
+  config: ImageConfigLike;
+  /** Layers in `rootfs.diff_ids` order (base layer first). */
+  layers: MeasuredLayer[];
 }
 
 /** The value the TEE hardware reports for the workload, and what it was computed from. */
@@ -82,6 +97,11 @@ export interface RenderInput {
   replicas?: number;
   /** The application's workload shape (replicas, ports, resources, service account). */
   workload?: WorkloadConfig;
+  /**
+   * The configured secure key release sidecar (`CCPIPE_SKR_SIDECAR_IMAGE`), pinned by digest;
+   * no image (the default) means none. Rendered only when the measured policy lists it.
+   */
+  sidecar?: { image?: string };
 }
 
 /** One TEE platform. */

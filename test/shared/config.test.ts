@@ -32,7 +32,23 @@ describe('loadConfig', () => {
     [{ CCPIPE_REGISTRY_ALLOWLIST: 'http://r.example/' }, /CCPIPE_REGISTRY_ALLOWLIST is not valid/],
     [{ CCPIPE_PLAIN_HTTP_REGISTRIES: 'r.example' }, /loopback hosts only/],
     [{ CCPIPE_TARGET: 'tdx' }, /"tdx" is not a known target/],
+    [{ CCPIPE_SKR_SIDECAR_IMAGE: 'r.example/aci/skr:2.7' }, /CCPIPE_SKR_SIDECAR_IMAGE must be/],
+    [
+      { CCPIPE_SKR_SIDECAR_IMAGE: `r.example/aci/skr@sha256:${'a'.repeat(63)}` },
+      /CCPIPE_SKR_SIDECAR_IMAGE must be an image pinned by digest/,
+    ],
+    [
+      { CCPIPE_SKR_SIDECAR_IMAGE: `R.example/Aci Skr@sha256:${'a'.repeat(64)}` },
+      /CCPIPE_SKR_SIDECAR_IMAGE/,
+    ],
   ])('refuses %j naming the setting', (env, error) => {
     expect(() => loadConfig({ ...base, ...env })).toThrow(error);
+  });
+
+  it('takes a key release sidecar pinned by digest, and none by default', () => {
+    expect(loadConfig(base).skrSidecarImage).toBeUndefined();
+    expect(loadConfig({ ...base, CCPIPE_SKR_SIDECAR_IMAGE: '' }).skrSidecarImage).toBeUndefined();
+    const image = `registry.example/mirror/skr@sha256:${'b'.repeat(64)}`;
+    expect(loadConfig({ ...base, CCPIPE_SKR_SIDECAR_IMAGE: image }).skrSidecarImage).toBe(image);
   });
 });

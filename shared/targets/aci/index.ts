@@ -2,7 +2,8 @@
  * Target `aci`: confidential ACI container groups run as pods on AKS virtual nodes (VN2).
  *
  * - measure: per-layer Merkle roots → CCE policy (Rego) → SEV-SNP hostdata = SHA-256 of the
- *   policy text, which the utility VM's launch binds into every attestation report.
+ *   policy text, which the utility VM's launch binds into every attestation report. With a
+ *   secure key release sidecar configured, its image is measured too (container `skr`).
  * - releaseClaims: a container UVM (`sevsnpvm`, `azure-compliant-uvm`, not debuggable) whose
  *   hostdata is this measurement.
  * - render: Namespace + Deployment placed on the virtual node, the policy as the pod
@@ -23,11 +24,13 @@ import {
   type MeasureInput,
   type Measurement,
   type RenderInput,
+  type SidecarImage,
   type Target,
 } from '../target.js';
 import { DEFAULT_HASH_CONCURRENCY, hashLayers } from './layer-hash.js';
-import { buildCcePolicy } from './policy.js';
+import { buildCcePolicy, type PolicySidecar } from './policy.js';
 import { renderAciObjects } from './render.js';
+import { SKR_CONTAINER_NAME, skrSidecarEnv } from './skr.js';
 
 const PINNED_IMAGE = /^[^\s@]+@sha256:[0-9a-f]{64}$/;
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
@@ -66,14 +69,38 @@ function convertConfig(config: ImageConfigLike, sourceDigest: string): ImageConf
 async function measure(input: MeasureInput): Promise<Measurement> {
   assertPinned(input.image);
   assertLayersMatchConfig(input);
+  const sidecar = input.keyReleaseSidecar;
+  if (sidecar) {
+    assertPinned(sidecar.image);
+    assertLayersMatchConfig(sidecar);
+  }
 
   const concurrency = input.concurrency ?? DEFAULT_HASH_CONCURRENCY;
   const hashes = await hashLayers(input.layers, concurrency);
   const layerHashes = hashes.map((hash) => hash.root);
+  const sidecars = sidecar ? [await skrPolicySidecar(sidecar, concurrency)] : [];
 
-  const policyText = buildCcePolicy({ image: input.image, config: input.config, layerHashes });
+  const policyText = buildCcePolicy({
+    image: input.image, config: input.config, layerHashes, sidecars,
+  });
   const value = createHash('sha256').update(policyText, 'utf8').digest('hex');
   return { kind: 'sevsnp-hostdata', value, policyText, layerHashes };
+}
+
+/** The SKR sidecar as the policy lists it: its layer roots and the environment render sets. */
+async function skrPolicySidecar(
+  sidecar: SidecarImage,
+  concurrency: number,
+): Promise<PolicySidecar> {
+  const hashes = await hashLayers(sidecar.layers, concurrency);
+  return {
+    name: SKR_CONTAINER_NAME,
+    image: sidecar.image,
+    config: sidecar.config,
+    layerHashes: hashes.map((hash) => hash.root),
+    env: skrSidecarEnv(),
+    appEnvPatterns: ['SkrClientAKVEndpoint=[A-Za-z0-9.-]+'],
+  };
 }
 
 function releaseClaims(measurement: Measurement): ReleaseCondition[] {
@@ -93,6 +120,7 @@ function releaseClaims(measurement: Measurement): ReleaseCondition[] {
 
 function render(input: RenderInput): KubernetesObject[] {
   assertPinned(input.image);
+  if (input.sidecar?.image !== undefined) assertPinned(input.sidecar.image);
   return renderAciObjects(input);
 }
 
@@ -103,7 +131,7 @@ function assertPinned(image: string): void {
 }
 
 /** The layers measured must be the image's layers, in order. */
-function assertLayersMatchConfig(input: MeasureInput): void {
+function assertLayersMatchConfig(input: Pick<MeasureInput, 'image' | 'config' | 'layers'>): void {
   const declared = input.config.rootfs?.diff_ids;
   const given = input.layers.map((layer) => layer.diffId);
   if (declared === undefined) return;

@@ -75,6 +75,23 @@ export interface CcePolicyInput {
   config: ImageConfigLike;
   /** Layer roots in layer order (base first). */
   layerHashes: readonly string[];
+  /** Containers the pod runs beside the application (the SKR sidecar); default none. */
+  sidecars?: readonly PolicySidecar[];
+}
+
+/** A sidecar container of the pod: its image, layer roots and the environment it is given. */
+export interface PolicySidecar {
+  /** Container name in the pod; unique, not {@link APP_CONTAINER_NAME}. */
+  name: string;
+  /** Image reference pinned by digest, exactly as the pod spec names it. */
+  image: string;
+  config: ImageConfigLike;
+  /** Layer roots in layer order (base first). */
+  layerHashes: readonly string[];
+  /** Variables the pod spec sets on the sidecar, pinned as literal (`string`) rules. */
+  env: ReadonlyArray<{ name: string; value: string }>;
+  /** RE2 patterns the application container additionally needs to talk to the sidecar. */
+  appEnvPatterns?: readonly string[];
 }
 
 /**
@@ -118,12 +135,7 @@ const STOP_SIGNALS = [9, 15];
 
 /**
  * Variables the platform injects into every VN2 container (Kubernetes service links, the
- * hostname, ACI restart marker) and the two the rendered Deployment sets for the secure key
- * release client.
- * NOTE: `SkrClientKID` and `SkrClientMAAEndpoint` are matched by pattern, not value, so that
- * the measurement does not depend on the key version (registered after measuring). A pod
- * pointed at another key or MAA gains nothing: our key's releasePolicy names this measurement
- * and the MAA authority.
+ * hostname, ACI restart marker).
  */
 const PLATFORM_ENV_PATTERNS = [
   'HOSTNAME=.+',
@@ -135,9 +147,17 @@ const PLATFORM_ENV_PATTERNS = [
   '[A-Z0-9_]+_SERVICE_HOST=.+',
   '[A-Z0-9_]+_SERVICE_PORT(_[A-Z0-9_]+)?=.+',
   '[A-Z0-9_]+_PORT(_[0-9]+_TCP(_PROTO|_PORT|_ADDR)?)?=.+',
-  'SkrClientKID=.+',
-  'SkrClientMAAEndpoint=[A-Za-z0-9.-]+',
 ];
+
+/**
+ * The two settings the rendered Deployment gives the application for the secure key release
+ * client (a sidecar may add more, e.g. `SkrClientAKVEndpoint`).
+ * NOTE: `SkrClientKID` and `SkrClientMAAEndpoint` are matched by pattern, not value, so that
+ * the measurement does not depend on the key version (registered after measuring). A pod
+ * pointed at another key or MAA gains nothing: our key's releasePolicy names this measurement
+ * and the MAA authority.
+ */
+const SKR_CLIENT_ENV_PATTERNS = ['SkrClientKID=.+', 'SkrClientMAAEndpoint=[A-Za-z0-9.-]+'];
 
 /** Mounts the virtual node gives every container (from the pod's emptyDir sandbox). */
 const VN2_MOUNTS: PolicyMount[] = [
@@ -188,24 +208,60 @@ function sandboxMount(destination: string, access: 'ro' | 'rw'): PolicyMount {
 /** The policy's container entry for the application image. */
 export function appContainer(input: CcePolicyInput): PolicyContainer {
   const runtime = input.config.config ?? {};
-  const command = [...(runtime.Entrypoint ?? []), ...(runtime.Cmd ?? [])];
-  if (command.length === 0) {
-    throw new CcpipeError('INVALID_INPUT', `image ${input.image} has neither Entrypoint nor Cmd`);
-  }
-
+  const sidecarPatterns = (input.sidecars ?? []).flatMap((s) => s.appEnvPatterns ?? []);
+  const patterns = [...PLATFORM_ENV_PATTERNS, ...SKR_CLIENT_ENV_PATTERNS, ...sidecarPatterns];
   const imageEnv = (runtime.Env ?? []).map((pattern) => envRule(pattern, 'string'));
-  const platformEnv = PLATFORM_ENV_PATTERNS.map((pattern) => envRule(pattern, 're2'));
   return {
     ...containerDefaults(),
     id: input.image,
     name: APP_CONTAINER_NAME,
     layers: [...input.layerHashes],
-    command,
-    env_rules: [...imageEnv, envRule('TERM=xterm', 'string'), ...platformEnv],
+    command: commandOf(input.image, input.config),
+    env_rules: [
+      ...imageEnv,
+      envRule('TERM=xterm', 'string'),
+      ...patterns.map((pattern) => envRule(pattern, 're2')),
+    ],
     working_dir: runtime.WorkingDir || '/',
     mounts: VN2_MOUNTS.map((mount) => ({ ...mount, options: [...mount.options] })),
     user: userRule(runtime.User),
   };
+}
+
+/**
+ * The policy's container entry for a sidecar: its image's command, Env and user, the
+ * variables the pod spec sets on it as literal rules, and what the platform injects.
+ */
+export function sidecarContainer(sidecar: PolicySidecar): PolicyContainer {
+  const runtime = sidecar.config.config ?? {};
+  const imageEnv = (runtime.Env ?? []).map((pattern) => envRule(pattern, 'string'));
+  const podEnv = sidecar.env.map(({ name, value }) => envRule(`${name}=${value}`, 'string'));
+  return {
+    ...containerDefaults(),
+    id: sidecar.image,
+    name: sidecar.name,
+    layers: [...sidecar.layerHashes],
+    command: commandOf(sidecar.image, sidecar.config),
+    env_rules: [
+      ...imageEnv,
+      ...podEnv,
+      envRule('TERM=xterm', 'string'),
+      ...PLATFORM_ENV_PATTERNS.map((pattern) => envRule(pattern, 're2')),
+    ],
+    working_dir: runtime.WorkingDir || '/',
+    mounts: VN2_MOUNTS.map((mount) => ({ ...mount, options: [...mount.options] })),
+    user: userRule(runtime.User),
+  };
+}
+
+/** Entrypoint followed by Cmd; the policy pins it, so an image must have one. */
+function commandOf(image: string, config: ImageConfigLike): string[] {
+  const runtime = config.config ?? {};
+  const command = [...(runtime.Entrypoint ?? []), ...(runtime.Cmd ?? [])];
+  if (command.length === 0) {
+    throw new CcpipeError('INVALID_INPUT', `image ${image} has neither Entrypoint nor Cmd`);
+  }
+  return command;
 }
 
 /** The pause container every pod sandbox starts first. */
@@ -268,12 +324,27 @@ function idName(value: string): IdName {
 }
 
 /**
- * Renders the complete policy text for a pod running one application container. The
- * application container comes first, then the pause container, as confcom writes them.
+ * Renders the complete policy text for a pod running one application container and its
+ * sidecars. The application container comes first, then the sidecars sorted by name, then the
+ * pause container, as confcom writes the pod's containers before the pause container.
  */
 export function buildCcePolicy(input: CcePolicyInput): string {
-  const containers = [appContainer(input), pauseContainer()];
+  const sidecars = sortedSidecars(input.sidecars ?? []);
+  const containers = [appContainer(input), ...sidecars.map(sidecarContainer), pauseContainer()];
   return renderPolicyText([INFRA_FRAGMENT], containers);
+}
+
+/** Sidecars by name; duplicate names, or the app's name, are refused. */
+function sortedSidecars(sidecars: readonly PolicySidecar[]): PolicySidecar[] {
+  const names = new Set<string>([APP_CONTAINER_NAME]);
+  for (const sidecar of sidecars) {
+    if (names.has(sidecar.name)) {
+      const message = `sidecar ${sidecar.name} (image ${sidecar.image}) repeats a container name`;
+      throw new CcpipeError('INVALID_INPUT', message);
+    }
+    names.add(sidecar.name);
+  }
+  return [...sidecars].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 function renderPolicyText(fragments: unknown[], containers: PolicyContainer[]): string {

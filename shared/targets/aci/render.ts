@@ -5,15 +5,18 @@
  * The workload shape (replicas, ports with a ClusterIP Service, resources, a ServiceAccount
  * with its workload identity client id) comes from the application's workload config.
  *
- * NOTE: the secure key release sidecar (`mcr.microsoft.com/aci/skr`) is not rendered yet: every
- * container of the pod must be listed in the CCE policy with its layer roots, and we measure
- * only the application image so far.
- * TODO: measure the sidecar image too and add it here and to the policy.
+ * The secure key release sidecar (a pinned mirror of `mcr.microsoft.com/aci/skr`, setting
+ * `CCPIPE_SKR_SIDECAR_IMAGE`) is rendered as container `skr` when the measured policy lists
+ * that image: every container of the pod must be in the policy with its layer roots.
+ * NOTE: a sidecar configured after the run was measured (e.g. a redeploy of an older run) is
+ * not rendered, since the run's policy would refuse it; such pods cannot release keys until a
+ * new run measures the sidecar.
  */
 import { CcpipeError } from '../../errors.js';
 import type { KubernetesObject } from '../../deploy/yaml.js';
 import type { RenderInput } from '../target.js';
 import { APP_CONTAINER_NAME } from './policy.js';
+import { akvEndpointOf, SKR_CONTAINER_NAME, skrSidecarEnv } from './skr.js';
 import { DEFAULT_WORKLOAD, type WorkloadConfig } from '../../deploy/workload.js';
 
 /** Pod annotation carrying the base64 CCE policy on virtual nodes. */
@@ -124,9 +127,13 @@ function podLabels(input: RenderInput, labels: Record<string, string>): Record<s
   return identity ? { ...labels, [WORKLOAD_IDENTITY_LABEL]: 'true' } : { ...labels };
 }
 
+/** Resources of the SKR sidecar: requests equal to limits, as ACI sizes each container. */
+const SKR_RESOURCES = { cpu: '250m', memory: '256Mi' };
+
 function podSpec(input: RenderInput): Record<string, unknown> {
   const workload = input.workload ?? DEFAULT_WORKLOAD;
   const resources = { ...workload.resources };
+  const sidecar = measuredSidecar(input);
   return {
     ...(workload.serviceAccount ? { serviceAccountName: workload.serviceAccount.name } : {}),
     nodeSelector: { virtualization: 'virtualnode2' },
@@ -142,12 +149,38 @@ function podSpec(input: RenderInput): Record<string, unknown> {
         ...(workload.ports.length > 0
           ? { ports: workload.ports.map((port) => ({ containerPort: port, protocol: 'TCP' })) }
           : {}),
-        env: [
-          { name: 'SkrClientKID', value: input.key.id },
-          { name: 'SkrClientMAAEndpoint', value: bareHost(input.maaEndpoint) },
-        ],
+        env: appEnv(input, sidecar !== undefined),
       },
+      ...(sidecar ? [skrContainer(sidecar)] : []),
     ],
+  };
+}
+
+/** Key release client settings; the Key Vault host only beside a sidecar, for a vault key. */
+function appEnv(input: RenderInput, withSidecar: boolean): Array<{ name: string; value: string }> {
+  const env = [
+    { name: 'SkrClientKID', value: input.key.id },
+    { name: 'SkrClientMAAEndpoint', value: bareHost(input.maaEndpoint) },
+  ];
+  const akv = withSidecar ? akvEndpointOf(input.key.id) : undefined;
+  return akv ? [...env, { name: 'SkrClientAKVEndpoint', value: akv }] : env;
+}
+
+/** The configured sidecar image, when the measured policy lists it as a container id. */
+function measuredSidecar(input: RenderInput): string | undefined {
+  const image = input.sidecar?.image;
+  if (image === undefined) return undefined;
+  const listed = input.measurement.policyText.includes(`"id": ${JSON.stringify(image)}`);
+  return listed ? image : undefined;
+}
+
+function skrContainer(image: string): Record<string, unknown> {
+  return {
+    name: SKR_CONTAINER_NAME,
+    image,
+    imagePullPolicy: 'IfNotPresent',
+    resources: { requests: { ...SKR_RESOURCES }, limits: { ...SKR_RESOURCES } },
+    env: skrSidecarEnv(),
   };
 }
 
