@@ -14,7 +14,13 @@ import { buildSampleImage, type SampleImage } from '../../cli/stack/sample-image
 import { decryptToLayout, pushLayout } from '../../cli/stack/skopeo.js';
 import { LocalKeyStore } from '../../shared/adapters/local/key-store.js';
 import { readLedger, verifyLedger } from '../../shared/attestation/ledger.js';
-import { silentLogger } from '../../shared/log.js';
+import { createLogger } from '../../shared/log.js';
+import { createPrivateKey } from 'node:crypto';
+import { BlobServiceClient } from '@azure/storage-blob';
+import { decodePrivopts, decodeWrappedKeys } from '../../shared/ocicrypt/options.js';
+import { unwrapJwe } from '../../shared/ocicrypt/jwe.js';
+import { LEDGER_CONTAINER, RUNS_CONTAINER } from '../../shared/pipeline/services.js';
+import { streamText } from '../../shared/runs/run-store.js';
 import { parseManifest } from '../../shared/oci/manifest.js';
 import { ImageReference } from '../../shared/oci/reference.js';
 import { deriveRunId } from '../../shared/runs/run-id.js';
@@ -32,12 +38,14 @@ describe('push → convert → encrypt → register → deploy on the local stac
   let image: SampleImage;
   let pushedDigest: string;
   let run: RunRecord;
+  /** Every log line the stack wrote, at debug level, for the secrets scan. */
+  const logLines: string[] = [];
 
   beforeAll(async () => {
     dir = await tempDir('ccpipe-e2e-');
     stack = await startLocalStack({
       dataDir: join(dir.path, 'data'),
-      log: silentLogger,
+      log: createLogger({}, { level: 'debug', sink: (line) => logLines.push(line) }),
       registryPort: 0,
       hostPort: 0,
       env: { CCPIPE_WEBHOOK_SECRET: SECRET },
@@ -246,6 +254,33 @@ describe('push → convert → encrypt → register → deploy on the local stac
     expect(await stack.services.runs.get(runId)).toBeUndefined();
   });
 
+  it('writes no layer key, private key or webhook secret into any log line or blob', async () => {
+    const keys = new LocalKeyStore(join(stack.config.dataDir, 'keys'));
+    const pem = await readFile(keys.privateKeyPath(run.application), 'utf8');
+    const privateKey = createPrivateKey(pem);
+    const secrets = [SECRET, ...pem.split('\n').filter((line) => line.length > 40)];
+
+    // The layer keys, recovered from the encrypted image with the private key.
+    const ref = ImageReference.parse(run.outputs.encrypted!.reference);
+    const { bytes, mediaType } = await stack.services.registry.getManifest(ref);
+    const parsed = parseManifest(bytes, mediaType, ref.toString());
+    if (parsed.kind !== 'manifest') throw new Error('expected an image manifest');
+    for (const layer of parsed.manifest.layers) {
+      const annotation = layer.annotations!['org.opencontainers.image.enc.keys.jwe']!;
+      const jwe = decodeWrappedKeys(annotation, 'l');
+      const privopts = decodePrivopts(unwrapJwe(jwe[0]!, privateKey), 'l');
+      secrets.push(privopts.symkey.toString('base64'), privopts.symkey.toString('hex'));
+    }
+
+    const written = [...logLines, ...(await allBlobs(stack))];
+    expect(logLines.length).toBeGreaterThan(20);
+    expect(written.join('\n')).toContain(run.runId);
+    for (const secret of secrets) {
+      const leaks = written.filter((text) => text.includes(secret));
+      expect(leaks, `a secret appears in ${leaks[0]?.slice(0, 200)}`).toEqual([]);
+    }
+  });
+
   it('refuses a registry outside the allowlist with 403 before contacting it', async () => {
     let requests = 0;
     const outsider = createServer((_req, res) => {
@@ -267,6 +302,20 @@ describe('push → convert → encrypt → register → deploy on the local stac
     }
   });
 });
+
+/** The text of every blob in ccpipe's containers: run records, policies, locks, the ledger. */
+async function allBlobs(stack: LocalStack): Promise<string[]> {
+  const texts: string[] = [];
+  const service = BlobServiceClient.fromConnectionString(stack.config.storageConnectionString);
+  for (const name of [RUNS_CONTAINER, LEDGER_CONTAINER]) {
+    const client = service.getContainerClient(name);
+    for await (const blob of client.listBlobsFlat()) {
+      const download = await client.getBlobClient(blob.name).download();
+      texts.push(`${name}/${blob.name}: ${await streamText(download.readableStreamBody)}`);
+    }
+  }
+  return texts;
+}
 
 function digestOf(text: string): string {
   return 'sha256:' + createHash('sha256').update(text).digest('hex');
