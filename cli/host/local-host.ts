@@ -217,7 +217,7 @@ function defaultRetryDelay(dequeueCount: number): number {
 const VISIBILITY_TIMEOUT_S = 300;
 
 /** Messages one queue's poller handles at once; a slow message does not hold up the rest. */
-const QUEUE_CONCURRENCY = 4;
+export const QUEUE_CONCURRENCY = 4;
 
 function startPoller(spec: QueueFunctionSpec, options: LocalHostOptions): Poller {
   const maxInterval = options.maxPollIntervalMs ?? 1000;
