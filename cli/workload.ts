@@ -9,10 +9,10 @@ import { readFile } from 'node:fs/promises';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { loadOperatorConfig } from '../shared/config.js';
 import { parseWorkloadConfig } from '../shared/deploy/workload.js';
-import { describeError } from '../shared/errors.js';
 import { workloadPath } from '../shared/pipeline/deploy.js';
 import { RUNS_CONTAINER } from '../shared/pipeline/services.js';
-import { statusOf, streamText } from '../shared/runs/run-store.js';
+import { streamText } from '../shared/runs/run-store.js';
+import { describeError, statusOf } from '../shared/errors.js';
 import type { CommandIo } from './decrypt.js';
 
 const USAGE = 'usage: ccpipe workload set <registry/repository> <file.json>\n' +

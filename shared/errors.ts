@@ -59,3 +59,9 @@ export function describeError(err: unknown): string {
   }
   return parts.join(' <- caused by: ');
 }
+
+/** The HTTP status an Azure SDK error carries (`statusCode`), if it has one. */
+export function statusOf(err: unknown): number | undefined {
+  const status = (err as { statusCode?: unknown } | null)?.statusCode;
+  return typeof status === 'number' ? status : undefined;
+}

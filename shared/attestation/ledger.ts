@@ -18,7 +18,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { AppendBlobClient } from '@azure/storage-blob';
-import { CcpipeError } from '../errors.js';
+import { CcpipeError, statusOf } from '../errors.js';
 import { canonicalJson } from './canonical-json.js';
 
 /** What the caller records for one registration. */
@@ -349,11 +349,6 @@ function pickFields(fields: LedgerFields): LedgerFields {
   const picked = {} as LedgerFields;
   for (const name of FIELD_NAMES) picked[name] = fields[name];
   return picked;
-}
-
-function statusOf(err: unknown): number | undefined {
-  const status = (err as { statusCode?: unknown } | null)?.statusCode;
-  return typeof status === 'number' ? status : undefined;
 }
 
 function sleep(ms: number): Promise<void> {

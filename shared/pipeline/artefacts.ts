@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { CcpipeError } from '../errors.js';
-import { streamText, statusOf } from '../runs/run-store.js';
+import { streamText } from '../runs/run-store.js';
+import { statusOf } from '../errors.js';
 import type { Services } from './services.js';
 
 /** Stores a policy text under its own digest; the same text is stored once. */

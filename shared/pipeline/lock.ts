@@ -5,7 +5,7 @@
  */
 import type { BlobLeaseClient, ContainerClient } from '@azure/storage-blob';
 import { CcpipeError } from '../errors.js';
-import { statusOf } from '../runs/run-store.js';
+import { statusOf } from '../errors.js';
 
 /** Lease length; Blob storage allows 15 to 60 seconds. Work under the lock must be shorter. */
 const LEASE_SECONDS = 30;

@@ -11,7 +11,8 @@ import { checkWebhookSecret } from '../ingest/index.js';
 import type { Logger } from '../log.js';
 import { deriveRunId } from '../runs/run-id.js';
 import type { RunRecord } from '../runs/run-record.js';
-import { statusOf, streamText } from '../runs/run-store.js';
+import { streamText } from '../runs/run-store.js';
+import { statusOf } from '../errors.js';
 import { latestRunPath, renderAndApply } from './deploy.js';
 import type { Services } from './services.js';
 

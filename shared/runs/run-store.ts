@@ -1,5 +1,5 @@
 import type { ContainerClient } from '@azure/storage-blob';
-import { CcpipeError } from '../errors.js';
+import { CcpipeError, statusOf } from '../errors.js';
 import type { RunRecord } from './run-record.js';
 
 export interface StoredRun {
@@ -92,11 +92,6 @@ export class RunStore {
     }
     return this.container.getBlockBlobClient(`runs/${runId}.json`);
   }
-}
-
-export function statusOf(err: unknown): number | undefined {
-  const status = (err as { statusCode?: unknown })?.statusCode;
-  return typeof status === 'number' ? status : undefined;
 }
 
 function storageError(action: string, cause: unknown): CcpipeError {

@@ -3,7 +3,7 @@
  * (when known) the key version, plus the HTTP status and Key Vault's error code; `cause` keeps
  * the SDK's error. Nothing from request headers (the bearer token) goes into a message.
  */
-import { CcpipeError, type ErrorCode } from '../../errors.js';
+import { CcpipeError, statusOf, type ErrorCode } from '../../errors.js';
 
 /** The key an operation concerns. */
 export interface KeyRef {
@@ -33,11 +33,7 @@ export function describeKey(ref: KeyRef): string {
   return ref.version ? `key ${ref.name} version ${ref.version}` : `key ${ref.name}`;
 }
 
-/** The HTTP status of an SDK error, if it has one. */
-export function statusOf(err: unknown): number | undefined {
-  const status = (err as RestErrorLike | null)?.statusCode;
-  return typeof status === 'number' ? status : undefined;
-}
+export { statusOf };
 
 /**
  * A create answered 409 because the name belongs to a soft-deleted key
