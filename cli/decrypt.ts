@@ -28,7 +28,7 @@ import { join, resolve } from 'node:path';
 import { Writable, type Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CcpipeError, describeError, isCcpipeError } from '../shared/errors.js';
-import { parseAllowlist } from '../shared/ingest/allowlist.js';
+import { loadOperatorConfig } from '../shared/config.js';
 import { ImageReference } from '../shared/oci/reference.js';
 import { RegistryClient, type ResolvedImage } from '../shared/oci/registry-client.js';
 import {
@@ -173,23 +173,18 @@ export function parseDecryptArgs(argv: readonly string[]): DecryptArgs {
 }
 
 /**
- * The registry settings from the environment, validated like `loadConfig` does but without
- * requiring `CCPIPE_WEBHOOK_SECRET`: `CCPIPE_REGISTRY_ALLOWLIST` and
- * `CCPIPE_PLAIN_HTTP_REGISTRIES` (both default `127.0.0.1:5000,localhost:5000`; plain HTTP for
- * loopback hosts only), `CCPIPE_REGISTRY_USERNAME`/`_PASSWORD` and `CCPIPE_LAYER_CONCURRENCY`.
- *
- * TODO: move into shared/config.ts next to `loadConfig` (owned by another folder) and share its
- * validators; this copy exists so the command does not need the webhook secret.
+ * The registry settings from the environment (`loadOperatorConfig`: validated like the
+ * pipeline's, without needing the webhook secret): allowlist, plain-HTTP hosts, credentials and
+ * layer concurrency.
  */
 export function registrySettings(env: Env): RegistrySettings {
-  const username = env['CCPIPE_REGISTRY_USERNAME'];
-  const password = env['CCPIPE_REGISTRY_PASSWORD'];
+  const config = loadOperatorConfig(env);
   const settings: RegistrySettings = {
-    allowlist: allowlist(env['CCPIPE_REGISTRY_ALLOWLIST'] ?? '127.0.0.1:5000,localhost:5000'),
-    plainHttpHosts: plainHttp(env['CCPIPE_PLAIN_HTTP_REGISTRIES']),
-    layerConcurrency: concurrency(env['CCPIPE_LAYER_CONCURRENCY']),
+    allowlist: config.registryAllowlist,
+    plainHttpHosts: config.plainHttpRegistries,
+    layerConcurrency: config.layerConcurrency,
   };
-  if (username && password) settings.credentials = { username, password };
+  if (config.registryCredentials) settings.credentials = config.registryCredentials;
   return settings;
 }
 
@@ -479,41 +474,6 @@ function parseLayoutTarget(value: string): LayoutTarget {
   const match = /^oci:(.+):([A-Za-z0-9_][A-Za-z0-9._-]{0,127})$/.exec(value);
   if (match === null) throw usage(`--output ${value} is not oci:<dir>:<tag>`);
   return { dir: resolve(match[1] as string), tag: match[2] as string };
-}
-
-function allowlist(value: string): string[] {
-  try {
-    return [...parseAllowlist(value)];
-  } catch (err) {
-    const reason = isCcpipeError(err) ? err.message : String(err);
-    throw setting('CCPIPE_REGISTRY_ALLOWLIST', `is not valid: ${reason}`);
-  }
-}
-
-function plainHttp(value: string | undefined): string[] {
-  const hosts = (value ?? '127.0.0.1:5000,localhost:5000')
-    .split(',')
-    .map((host) => host.trim())
-    .filter((host) => host.length > 0);
-  for (const host of hosts) {
-    if (!/^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/.test(host)) {
-      throw setting('CCPIPE_PLAIN_HTTP_REGISTRIES', `allows loopback hosts only, got "${host}"`);
-    }
-  }
-  return hosts;
-}
-
-function concurrency(raw: string | undefined): number {
-  if (raw === undefined || raw === '') return 2;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1 || value > 16) {
-    throw setting('CCPIPE_LAYER_CONCURRENCY', `must be an integer from 1 to 16, got "${raw}"`);
-  }
-  return value;
-}
-
-function setting(name: string, problem: string): CcpipeError {
-  return new CcpipeError('INVALID_INPUT', `setting ${name} ${problem}`);
 }
 
 function usage(problem: string): CcpipeError {
