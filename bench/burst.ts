@@ -24,8 +24,8 @@
  */
 import { QUEUE_CONCURRENCY } from '../cli/host/local-host.js';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -39,6 +39,7 @@ import { LEDGER_BLOB } from '../shared/pipeline/services.js';
 import { deriveRunId } from '../shared/runs/run-id.js';
 import { STAGES, type RunRecord } from '../shared/runs/run-record.js';
 import { waitForRun } from '../shared/runs/wait.js';
+import { formatLoad, seconds, withCleanup, writeSection } from './lib.js';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -91,15 +92,12 @@ interface Summary {
 async function main(): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), 'ccpipe-burst-'));
   let stack: LocalStack | undefined;
-  const stop = once(async () => {
+  const stop = async () => {
     await stack?.stop();
     await rm(work, { recursive: true, force: true });
-  });
-  const interrupted = (): void => void stop().then(() => process.exit(130));
-  process.once('SIGINT', interrupted);
-  process.once('SIGTERM', interrupted);
+  };
 
-  try {
+  await withCleanup(stop, async () => {
     const startLoad = formatLoad();
     stack = await startStack(work);
     const summary = await burst(stack, work);
@@ -108,9 +106,7 @@ async function main(): Promise<void> {
     await writeResults(text);
     const { failed, lost, duplicates } = summary.checks;
     if (failed.length + lost.length + duplicates.length > 0) process.exitCode = 1;
-  } finally {
-    await stop();
-  }
+  });
 }
 
 async function startStack(work: string): Promise<LocalStack> {
@@ -333,10 +329,6 @@ function machine(startLoad: string): string {
   ].join('\n');
 }
 
-function formatLoad(): string {
-  return loadavg().map((l) => l.toFixed(2)).join(' / ');
-}
-
 /** Replaces the marked section of bench/results.md, or appends it. */
 async function writeResults(text: string): Promise<void> {
   const section = [
@@ -350,30 +342,16 @@ async function writeResults(text: string): Promise<void> {
     text,
     END,
   ].join('\n');
-  const current = await readFile(RESULTS, 'utf8').catch(() => '');
-  const start = current.indexOf(BEGIN);
-  const end = current.indexOf(END);
-  const next = start >= 0 && end > start
-    ? current.slice(0, start) + section + current.slice(end + END.length)
-    : `${current.replace(/\n*$/, '\n\n')}${section}\n`;
-  await writeFile(RESULTS, next);
+  await writeSection(RESULTS, BEGIN, END, section, '# ccpipe benchmark results');
   log(`wrote ${RESULTS}`);
 }
 
 // ---- helpers ---------------------------------------------------------------------------------
 
-function once(fn: () => Promise<void>): () => Promise<void> {
-  let done: Promise<void> | undefined;
-  return () => (done ??= fn());
-}
-
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-function seconds(ms: number | undefined): string {
-  return ms === undefined ? '?' : `${(ms / 1000).toFixed(2)} s`;
-}
 
 main().catch((err: unknown) => {
   process.stderr.write(`bench:burst: failed: ${err instanceof Error ? err.stack : String(err)}\n`);

@@ -24,7 +24,7 @@ import { execFile } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
+import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -36,6 +36,7 @@ import { RegistryClient, type BlobInfo } from '../shared/oci/registry-client.js'
 import { mapBounded } from '../shared/pipeline/concurrency.js';
 import type { Recipient } from '../shared/ocicrypt/index.js';
 import { opensslSpeed, type Throughput } from './cipher.js';
+import { formatLoad, seconds, withCleanup, writeSection } from './lib.js';
 import type { CipherFigures } from './cipher-child.js';
 import { encryptImage } from './encrypt-image.js';
 import { pushImage, writeRandomLayer, writeRandomLayers } from './image.js';
@@ -101,15 +102,12 @@ async function main(argv: string[]): Promise<void> {
   const log = (line: string): void => void process.stderr.write(`bench: ${line}\n`);
   const work = await mkdtemp(join(tmpdir(), 'ccpipe-bench-'));
   const registry = await startRegistry({ dataDir: join(work, 'registry') });
-  const stop = once(async () => {
+  const stop = async () => {
     await registry.stop();
     await rm(work, { recursive: true, force: true });
-  });
-  const interrupted = (): void => void stop().then(() => process.exit(130));
-  process.once('SIGINT', interrupted);
-  process.once('SIGTERM', interrupted);
+  };
 
-  try {
+  await withCleanup(stop, async () => {
     const startLoad = formatLoad();
     log(`load average at the start: ${startLoad}`);
     const context = await setUp(sizes, work, registry.host, log);
@@ -122,9 +120,7 @@ async function main(argv: string[]): Promise<void> {
     const table = formatTable(rows);
     process.stdout.write(`\n${machine}\n\n${table}\n`);
     if (!quick) await writeResults(machine, table, sizes);
-  } finally {
-    await stop();
-  }
+  });
 }
 
 async function setUp(
@@ -412,10 +408,6 @@ function formatTable(rows: Row[]): string {
   return [header, rule, ...lines].join('\n');
 }
 
-function formatLoad(): string {
-  return loadavg().map((l) => l.toFixed(2)).join(' / ');
-}
-
 async function describeMachine(startLoad: string): Promise<string> {
   const cpu = cpus();
   const cpuinfo = await readFile('/proc/cpuinfo', 'utf8').catch(() => '');
@@ -455,13 +447,7 @@ async function writeResults(machine: string, table: string, sizes: Sizes): Promi
     END,
   ].join('\n');
 
-  const current = await readFile(RESULTS, 'utf8').catch(() => '');
-  const start = current.indexOf(BEGIN);
-  const end = current.indexOf(END);
-  const next = start >= 0 && end > start
-    ? current.slice(0, start) + section + current.slice(end + END.length)
-    : `# ocicrypt benchmark results\n\n${section}\n`;
-  await writeFile(RESULTS, next);
+  await writeSection(RESULTS, BEGIN, END, section, '# ocicrypt benchmark results');
   process.stderr.write(`bench: wrote ${RESULTS}\n`);
 }
 
@@ -485,15 +471,6 @@ async function limit<T>(promise: Promise<T>, limitSeconds: number): Promise<T> {
   } finally {
     clearTimeout(timer);
   }
-}
-
-function once(fn: () => Promise<void>): () => Promise<void> {
-  let done: Promise<void> | undefined;
-  return () => (done ??= fn());
-}
-
-function seconds(ms: number | undefined): string {
-  return ms === undefined ? '?' : `${(ms / 1000).toFixed(2)} s`;
 }
 
 function mbps(value: number): string {
