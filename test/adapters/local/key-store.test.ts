@@ -152,8 +152,7 @@ describe('LocalKeyStore', () => {
     const handle = await store.ensureKey('team/web');
 
     expect(handle.id).toMatch(/^local:team-web-[a-f0-9]{10}$/);
-    expect((await readdir(dir.path)).sort()).toEqual(
-      [basename(store.privateKeyPath('team/web')), basename(store.publicKeyPath('team/web'))].sort(),
-    );
+    const files = [store.privateKeyPath('team/web'), store.publicKeyPath('team/web')];
+    expect((await readdir(dir.path)).sort()).toEqual(files.map((f) => basename(f)).sort());
   }, 30_000);
 });
