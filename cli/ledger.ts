@@ -2,7 +2,8 @@
  * `ccpipe ledger verify`
  *
  * Reads the registration ledger (the append blob `measurements.jsonl` in container
- * `ccpipe-ledger` of `CCPIPE_STORAGE_CONNECTION_STRING`, default Azurite on 127.0.0.1:10000)
+ * `ccpipe-ledger` of `CCPIPE_STORAGE_BLOB_URL` with the Azure identity, else of
+ * `CCPIPE_STORAGE_CONNECTION_STRING`, default Azurite on 127.0.0.1:10000)
  * and audits it byte for byte (`auditLedger`): prints `ok: N records` and exits 0, or names the
  * first broken record and why, and exits 1. Exits 2 on bad usage.
  */

@@ -7,19 +7,23 @@
  * check passed, 1 otherwise, 2 on bad usage.
  *
  * Settings as the pipeline reads them (`loadOperatorConfig`; the webhook secret is not needed):
- * the registry allowlist, plain-HTTP hosts and credentials; `CCPIPE_STORAGE_CONNECTION_STRING`
- * for the ledger (default: Azurite on 127.0.0.1:10000, as `npm start` runs it);
+ * the registry allowlist, plain-HTTP hosts and credentials (Entra ID tokens for ACR);
+ * `CCPIPE_STORAGE_BLOB_URL` or else `CCPIPE_STORAGE_CONNECTION_STRING` for the ledger (default:
+ * Azurite on 127.0.0.1:10000, as `npm start` runs it);
  * `CCPIPE_KEY_VAULT_URL` or else the local key store in `<CCPIPE_DATA_DIR>/keys`;
  * `CCPIPE_MAA_ENDPOINT` as the authority of the attestation the target presents.
  */
-import { BlobServiceClient, type AppendBlobClient } from '@azure/storage-blob';
+import type { AppendBlobClient } from '@azure/storage-blob';
 import { describeError } from '../shared/errors.js';
 import { loadOperatorConfig, type OperatorConfig } from '../shared/config.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import type { KeyStore } from '../shared/attestation/key-store.js';
 import { formatVerifyReport, verifyImage } from '../shared/attestation/verify.js';
-import { RegistryClient } from '../shared/oci/registry-client.js';
-import { LEDGER_BLOB, LEDGER_CONTAINER, createKeyStore } from '../shared/pipeline/services.js';
+import type { RegistryClient } from '../shared/oci/registry-client.js';
+import { azureCredential } from '../shared/adapters/azure/lazy-credential.js';
+import {
+  LEDGER_BLOB, LEDGER_CONTAINER, createBlobService, createKeyStore, createRegistryClient,
+} from '../shared/pipeline/services.js';
 import type { CommandIo } from './decrypt.js';
 
 const USAGE = 'usage: ccpipe verify <encrypted image ref>\n';
@@ -68,18 +72,14 @@ export function operatorServices(io: CommandIo): OperatorServices {
     { component: 'cli' },
     { level: config.logLevel, sink: (line) => io.stderr(`${line}\n`) },
   );
-  const blobs = BlobServiceClient.fromConnectionString(config.storageConnectionString);
+  const credential = azureCredential(config.azureClientId);
+  const blobs = createBlobService(config, credential);
 
   return {
     config,
     log,
-    registry: new RegistryClient({
-      allowlist: config.registryAllowlist,
-      plainHttpHosts: config.plainHttpRegistries,
-      credentials: () => config.registryCredentials,
-      log: log.child({ component: 'registry' }),
-    }),
+    registry: createRegistryClient(config, credential, log),
     ledger: blobs.getContainerClient(LEDGER_CONTAINER).getAppendBlobClient(LEDGER_BLOB),
-    keys: createKeyStore(config, log),
+    keys: createKeyStore(config, log, { credential }),
   };
 }

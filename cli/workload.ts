@@ -6,11 +6,11 @@
  * stage reads it. The file is validated before it is stored.
  */
 import { readFile } from 'node:fs/promises';
-import { BlobServiceClient } from '@azure/storage-blob';
 import { loadOperatorConfig } from '../shared/config.js';
 import { parseWorkloadConfig } from '../shared/deploy/workload.js';
 import { workloadPath } from '../shared/pipeline/deploy.js';
-import { RUNS_CONTAINER } from '../shared/pipeline/services.js';
+import { createBlobService, RUNS_CONTAINER } from '../shared/pipeline/services.js';
+import { azureCredential } from '../shared/adapters/azure/lazy-credential.js';
 import { streamText } from '../shared/runs/run-store.js';
 import { describeError, statusOf } from '../shared/errors.js';
 import type { CommandIo } from './decrypt.js';
@@ -28,7 +28,7 @@ export async function workloadCommand(argv: string[], io: CommandIo): Promise<nu
 
   try {
     const config = loadOperatorConfig(io.env);
-    const container = BlobServiceClient.fromConnectionString(config.storageConnectionString)
+    const container = createBlobService(config, azureCredential(config.azureClientId))
       .getContainerClient(RUNS_CONTAINER);
     const blob = container.getBlockBlobClient(workloadPath(application));
 

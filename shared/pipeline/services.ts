@@ -46,9 +46,7 @@ export interface Services {
  */
 export function createServices(config: Config, log: Logger = createLogger()): Services {
   const credential = azureCredential(config.azureClientId);
-  const blobs = config.storageBlobUrl
-    ? new BlobServiceClient(config.storageBlobUrl, credential)
-    : BlobServiceClient.fromConnectionString(config.storageConnectionString);
+  const blobs = createBlobService(config, credential);
   const runsContainer = blobs.getContainerClient(RUNS_CONTAINER);
 
   return {
@@ -64,6 +62,16 @@ export function createServices(config: Config, log: Logger = createLogger()): Se
   };
 }
 
+/** Blob storage: the identity-based endpoint when set, else the connection string. */
+export function createBlobService(
+  config: Pick<Config, 'storageBlobUrl' | 'storageConnectionString'>,
+  credential: TokenCredential,
+): BlobServiceClient {
+  return config.storageBlobUrl
+    ? new BlobServiceClient(config.storageBlobUrl, credential)
+    : BlobServiceClient.fromConnectionString(config.storageConnectionString);
+}
+
 function createBus(config: Config, credential: TokenCredential): MessageBus {
   return config.serviceBusNamespace
     ? ServiceBusBus.fromNamespace(config.serviceBusNamespace, credential)
@@ -71,7 +79,11 @@ function createBus(config: Config, credential: TokenCredential): MessageBus {
 }
 
 /** Azure Container Registries get Entra ID tokens; other registries basic or bearer auth. */
-function createRegistryClient(config: Config, credential: TokenCredential, log: Logger) {
+export function createRegistryClient(
+  config: Pick<Config, 'registryAllowlist' | 'plainHttpRegistries' | 'registryCredentials'>,
+  credential: TokenCredential,
+  log: Logger,
+): RegistryClient {
   const acr = new AcrTokenCredentials(credential);
   return new RegistryClient({
     allowlist: config.registryAllowlist,
