@@ -27,6 +27,7 @@ import {
   withoutEncAnnotations,
   type PrivateOptions,
 } from './options.js';
+import type { BlobInfo } from '../oci/digest.js';
 import type { Descriptor, InjectedSecrets, Recipient } from './types.js';
 
 /** A layer being encrypted: stream the plaintext blob through `transform`, then `finish()`. */
@@ -36,8 +37,27 @@ export interface LayerEncryptor {
   /**
    * The encrypted descriptor; call after `transform` has ended. Media type `...+encrypted`,
    * digest of the ciphertext, same size, annotations plus pubopts and keys.jwe. Memoized.
+   *
+   * `ciphertext` is the digest and size of the ciphertext as the caller hashed it (a streamed
+   * upload does): required with `ciphertextHashedByCaller`, otherwise checked against ours.
    */
-  finish(): Descriptor;
+  finish(ciphertext?: BlobInfo): Descriptor;
+}
+
+/**
+ * Which SHA-256 passes the caller already makes, so the encryptor can skip its own. Each pass
+ * over a layer costs about as much CPU as the HMAC itself.
+ */
+export interface LayerEncryptOptions {
+  /**
+   * The plaintext comes from a reader that checks the blob's size and digest before it hands
+   * on the last chunk (`RegistryClient.openBlob` does), so a wrong blob errors the stream
+   * before the encryptor can end: only the size is counted here, and the privopts carry the
+   * source digest.
+   */
+  plaintextVerified?: boolean;
+  /** The caller hashes the ciphertext (e.g. for its upload) and passes it to `finish`. */
+  ciphertextHashedByCaller?: boolean;
 }
 
 /**
@@ -49,20 +69,52 @@ export function createLayerEncryptor(
   source: Descriptor,
   recipients: readonly Recipient[],
   inject: InjectedSecrets = {},
+  options: LayerEncryptOptions = {},
 ): LayerEncryptor {
   const what = describeLayer(source);
   const mediaType = encryptedMediaType(source.mediaType);
   assertRecipients(recipients, what);
 
   const keys = layerKeys(inject);
-  const transform = new LayerEncryptTransform(keys, source, what);
+  const transform = new LayerEncryptTransform(keys, source, what, options);
   let encrypted: Descriptor | undefined;
 
-  const finish = (): Descriptor => {
-    encrypted ??= encryptedDescriptor(source, mediaType, recipients, keys, transform);
+  const finish = (ciphertext?: BlobInfo): Descriptor => {
+    encrypted ??= encryptedDescriptor(source, mediaType, recipients, keys, {
+      transform,
+      ciphertext: ciphertextInfo(transform, ciphertext, what),
+    });
     return structuredClone(encrypted);
   };
   return { transform, finish };
+}
+
+/** The ciphertext's digest and size: ours, the caller's, or both when they must agree. */
+function ciphertextInfo(
+  transform: LayerEncryptTransform,
+  caller: BlobInfo | undefined,
+  what: string,
+): BlobInfo {
+  assertEnded(transform, what);
+  const counted = transform.ciphertext;
+  if (caller === undefined) {
+    if (!counted.hashing) {
+      throw new CcpipeError('INTERNAL', `${what}: finish() needs the caller's ciphertext digest`);
+    }
+    return { digest: counted.digest(), size: counted.size };
+  }
+
+  assertSha256Digest(caller.digest, `encrypted ${what}`);
+  const digestDiffers = counted.hashing && counted.digest() !== caller.digest;
+  if (caller.size !== counted.size || digestDiffers) {
+    throw new CcpipeError(
+      'DIGEST_MISMATCH',
+      `encrypted ${what}: the caller saw ${caller.digest} (${caller.size} bytes), the ` +
+        `encryptor produced ${counted.size} bytes` +
+        (counted.hashing ? ` with digest ${counted.digest()}` : ''),
+    );
+  }
+  return { digest: caller.digest, size: caller.size };
 }
 
 /**
@@ -117,23 +169,32 @@ export function decryptedDescriptor(encrypted: Descriptor, plaintextDigest: stri
   return descriptor;
 }
 
-/** Running sha256 and byte count of one side of a stream. */
+/** Running byte count, and sha256 unless told not to hash, of one side of a stream. */
 class Tally {
-  readonly #hash: Hash = createHash('sha256');
+  readonly #hash: Hash | undefined;
   #size = 0;
   #digest: string | undefined;
+
+  constructor(hashing = true) {
+    this.#hash = hashing ? createHash('sha256') : undefined;
+  }
 
   get size(): number {
     return this.#size;
   }
 
+  get hashing(): boolean {
+    return this.#hash !== undefined;
+  }
+
   update(chunk: Buffer): void {
-    this.#hash.update(chunk);
+    this.#hash?.update(chunk);
     this.#size += chunk.length;
   }
 
   /** `sha256:<hex>`; the hash is finalized on first call. */
   digest(): string {
+    if (this.#hash === undefined) throw new CcpipeError('INTERNAL', 'this side is not hashed');
     this.#digest ??= sha256Digest(this.#hash.digest('hex'));
     return this.#digest;
   }
@@ -147,9 +208,14 @@ class LayerEncryptTransform extends BlockEncryptor {
   readonly #what: string;
   #ended = false;
 
-  constructor(keys: BlockCipherKeys, source: Descriptor, what: string) {
-    const plaintext = new Tally();
-    const ciphertext = new Tally();
+  constructor(
+    keys: BlockCipherKeys,
+    source: Descriptor,
+    what: string,
+    options: LayerEncryptOptions,
+  ) {
+    const plaintext = new Tally(options.plaintextVerified !== true);
+    const ciphertext = new Tally(options.ciphertextHashedByCaller !== true);
     super(keys, { plaintext, ciphertext });
     this.plaintext = plaintext;
     this.ciphertext = ciphertext;
@@ -240,18 +306,23 @@ export class LayerDecryptor extends BlockDecryptor {
   }
 }
 
+/** The encrypted layer's transform after it ended, and its ciphertext's digest and size. */
+interface EncryptedContent {
+  transform: LayerEncryptTransform;
+  ciphertext: BlobInfo;
+}
+
 function encryptedDescriptor(
   source: Descriptor,
   mediaType: string,
   recipients: readonly Recipient[],
   keys: BlockCipherKeys,
-  transform: LayerEncryptTransform,
+  { transform, ciphertext }: EncryptedContent,
 ): Descriptor {
-  assertEnded(transform, describeLayer(source));
-
+  const { plaintext } = transform;
   const privopts = encodePrivopts({
     symkey: keys.key,
-    digest: transform.plaintext.digest(),
+    digest: plaintext.hashing ? plaintext.digest() : source.digest,
     nonce: keys.nonce,
   });
   const jwes = wrapForRecipients(privopts, recipients);
@@ -262,8 +333,8 @@ function encryptedDescriptor(
   return {
     ...withoutData(source),
     mediaType,
-    digest: transform.ciphertext.digest(),
-    size: transform.ciphertext.size,
+    digest: ciphertext.digest,
+    size: ciphertext.size,
     annotations: {
       ...withoutEncAnnotations(source.annotations),
       [KEYS_JWE_ANNOTATION]: encodeWrappedKeys(jwes),
@@ -413,7 +484,7 @@ function contentMismatch(tally: Tally, expected: Descriptor, what: string): Erro
     const msg = `${what} is ${tally.size} bytes, the descriptor says ${expected.size}`;
     return new CcpipeError('DIGEST_MISMATCH', msg);
   }
-  if (tally.digest() !== expected.digest) {
+  if (tally.hashing && tally.digest() !== expected.digest) {
     return new CcpipeError('DIGEST_MISMATCH', `${what} has digest ${tally.digest()}`);
   }
   return undefined;

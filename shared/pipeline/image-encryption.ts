@@ -39,7 +39,11 @@ export function encryptLayers(
   );
 }
 
-/** One layer, streamed: registry blob → AES-256-CTR/HMAC → upload to `dst`. */
+/**
+ * One layer, streamed: registry blob → AES-256-CTR/HMAC → upload to `dst`. The download checks
+ * the plaintext digest and the upload computes the ciphertext digest, so the encryptor is told
+ * to skip both of its own SHA-256 passes (three passes over each byte instead of five).
+ */
 export async function encryptLayer(
   registry: RegistryClient,
   src: ImageReference,
@@ -49,7 +53,10 @@ export async function encryptLayer(
 ): Promise<Descriptor> {
   if (isEncryptedMediaType(layer.mediaType)) return layer;
 
-  const encryptor = createLayerEncryptor(layer, recipients);
+  const encryptor = createLayerEncryptor(layer, recipients, {}, {
+    plaintextVerified: true,
+    ciphertextHashedByCaller: true,
+  });
   const blob = registry.openBlob(src, layer);
   const ciphertext = new PassThrough();
   const upload = registry.pushBlobStream(dst, ciphertext).catch((err: unknown) => {
@@ -58,12 +65,5 @@ export async function encryptLayer(
   });
   const [, uploaded] = await Promise.all([pipeline(blob, encryptor.transform, ciphertext), upload]);
 
-  const desc = encryptor.finish();
-  if (uploaded.digest !== desc.digest) {
-    throw new CcpipeError(
-      'DIGEST_MISMATCH',
-      `encrypted layer ${layer.digest} uploaded as ${uploaded.digest}, expected ${desc.digest}`,
-    );
-  }
-  return desc;
+  return encryptor.finish(uploaded);
 }

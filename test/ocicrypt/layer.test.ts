@@ -416,6 +416,67 @@ describe('createLayerEncryptor checks', () => {
     await expectFailure(() => encryptor.finish(), 'INTERNAL', /before the transform ended/);
   });
 
+  it('with plaintextVerified, counts the size only and puts the source digest in privopts',
+    async () => {
+      const plaintext = randomBytes(9000);
+      const source = layerDescriptor(plaintext);
+      const options = { plaintextVerified: true };
+      const encryptor = createLayerEncryptor(source, [{ publicKey: alice.publicKey }], {}, options);
+      const ciphertext = await runTransform(encryptor.transform, plaintext);
+      const descriptor = encryptor.finish();
+
+      const { plaintext: back, decryptor } = await decryptLayer(descriptor, ciphertext, [
+        alice.privateKey,
+      ]);
+      expect(back.equals(plaintext)).toBe(true);
+      expect(decryptor.privoptsDigest).toBe(source.digest);
+
+      const short = createLayerEncryptor(source, [{ publicKey: alice.publicKey }], {}, options);
+      await expectFailure(
+        () => runTransform(short.transform, plaintext.subarray(1)),
+        'DIGEST_MISMATCH',
+        /plaintext is 8999 bytes, the descriptor says 9000/,
+      );
+    });
+
+  it('with ciphertextHashedByCaller, takes the digest given to finish() after a size check',
+    async () => {
+      const plaintext = randomBytes(5000);
+      const source = layerDescriptor(plaintext);
+      const options = { ciphertextHashedByCaller: true };
+      const make = () =>
+        createLayerEncryptor(source, [{ publicKey: alice.publicKey }], {}, options);
+
+      const encryptor = make();
+      const ciphertext = await runTransform(encryptor.transform, plaintext);
+      const seen = { digest: sha256(ciphertext), size: ciphertext.length };
+      await expectFailure(() => encryptor.finish(), 'INTERNAL', /caller's ciphertext digest/);
+      await expectFailure(
+        () => encryptor.finish({ ...seen, size: seen.size + 1 }),
+        'DIGEST_MISMATCH',
+        /caller saw .* \(5001 bytes\), the encryptor produced 5000 bytes/,
+      );
+      expect(encryptor.finish(seen)).toMatchObject(seen);
+    });
+
+  it('checks a digest given to finish() against its own when it hashed the ciphertext',
+    async () => {
+      const plaintext = randomBytes(700);
+      const encryptor = createLayerEncryptor(layerDescriptor(plaintext), [
+        { publicKey: alice.publicKey },
+      ]);
+      const ciphertext = await runTransform(encryptor.transform, plaintext);
+
+      const wrong = { digest: sha256(Buffer.from('other')), size: ciphertext.length };
+      await expectFailure(
+        () => encryptor.finish(wrong),
+        'DIGEST_MISMATCH',
+        new RegExp(`with digest ${sha256(ciphertext)}`),
+      );
+      expect(encryptor.finish({ digest: sha256(ciphertext), size: ciphertext.length }).digest)
+        .toBe(sha256(ciphertext));
+    });
+
   it('refuses bad inputs before streaming', async () => {
     const source = layerDescriptor(Buffer.alloc(1));
     const ok = [{ publicKey: alice.publicKey }];
