@@ -1,8 +1,8 @@
 /**
  * Where a chunked upload reads its bytes: a Buffer (any offset, any time) or a stream read one
- * chunk at a time into a single reused buffer, digested on the way. The current chunk stays
- * buffered until the registry confirms it, so a dropped PATCH can be sent again from any byte
- * of it; bytes before it are gone.
+ * chunk at a time into two reused buffers (the current chunk and the one read ahead), digested
+ * on the way. The current chunk stays buffered until the registry confirms it, so a dropped
+ * PATCH can be sent again from any byte of it; bytes before it are gone.
  */
 import type { Readable } from 'node:stream';
 import { CcpipeError, isCcpipeError } from '../errors.js';
@@ -59,25 +59,37 @@ export type SizeCheck = (size: number) => void;
 
 const FIRST_BUFFER = 64 * 1024;
 
+/** One chunk read from the stream: its bytes, and whether the stream ended with it. */
+interface Chunk {
+  buffer: Buffer;
+  length: number;
+  last: boolean;
+}
+
 /**
- * A stream read into chunks of `chunkSize` bytes. One buffer (grown up to `chunkSize`) holds the
- * current chunk, plus at most the unused tail of one piece the stream delivered.
+ * A stream read into chunks of `chunkSize` bytes. The current chunk stays in its buffer until
+ * the next chunk is asked for, while the chunk after it is read ahead into a second buffer, so
+ * the stream keeps flowing while the registry takes the current one (memory: two chunks, plus
+ * at most the unused tail of one piece the stream delivered).
  */
 export class StreamChunks implements ChunkSource {
   private readonly iterator: AsyncIterator<unknown>;
   private readonly digester = createDigester();
-  private buffer = Buffer.alloc(0);
-  /** Offset in the blob of `buffer[0]`. */
+  private current: Chunk = { buffer: Buffer.alloc(0), length: 0, last: false };
+  /** The buffer the read-ahead fills next (the chunk before the current one). */
+  private spare: Buffer = Buffer.alloc(0);
+  /** The next chunk, being read; its failure is kept until that chunk is asked for. */
+  private ahead: Promise<Chunk> | undefined;
+  /** Offset in the blob of the current chunk's first byte. */
   private start = 0;
-  /** Bytes of the current chunk in `buffer`. */
-  private length = 0;
-  /** What did not fit into the current chunk, already digested. */
+  /** What did not fit into the chunk being filled, already digested. */
   private pending: Buffer | undefined;
   private ended = false;
+  private closed = false;
 
   /** `label` names the upload in errors (`blob upload to <ref>`). */
   constructor(
-    source: Readable,
+    private readonly source: Readable,
     private readonly chunkSize: number,
     private readonly label: string,
     private readonly check: SizeCheck = () => undefined,
@@ -90,22 +102,26 @@ export class StreamChunks implements ChunkSource {
   }
 
   get whole(): boolean {
-    return this.start === 0 && this.ended && this.pending === undefined;
+    return this.start === 0 && this.current.last;
   }
 
   async from(offset: number): Promise<Buffer | undefined> {
-    const end = this.start + this.length;
+    const { buffer, length, last } = this.current;
+    const end = this.start + length;
     if (offset < this.start) return undefined;
-    if (offset < end) return this.buffer.subarray(offset - this.start, this.length);
+    if (offset < end) return buffer.subarray(offset - this.start, length);
     if (offset > end) {
       throw new CcpipeError('INTERNAL', `${this.label}: offset ${offset} is past byte ${end}`);
     }
-    if (this.ended && this.pending === undefined) return Buffer.alloc(0);
+    if (last) return Buffer.alloc(0);
 
+    const next = await (this.ahead ?? this.fill(this.spare));
+    this.ahead = undefined;
+    this.spare = buffer;
+    this.current = next;
     this.start = end;
-    this.length = 0;
-    await this.fill();
-    return this.buffer.subarray(0, this.length);
+    this.readAhead();
+    return next.buffer.subarray(0, next.length);
   }
 
   blob(): BlobInfo {
@@ -113,41 +129,56 @@ export class StreamChunks implements ChunkSource {
   }
 
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     if (this.ended) return;
     this.ended = true;
+    // Destroying the source also ends a read-ahead waiting on it.
+    this.source.destroy();
     this.iterator.return?.().catch(() => undefined);
   }
 
-  /** Reads pieces until the chunk is full or the stream has ended. */
-  private async fill(): Promise<void> {
-    while (this.length < this.chunkSize) {
-      const piece = this.pending ?? (await this.read());
-      this.pending = undefined;
-      if (piece === undefined) return;
-
-      const room = this.chunkSize - this.length;
-      const used = piece.subarray(0, room);
-      this.append(used);
-      if (piece.byteLength > room) this.pending = piece.subarray(room);
-    }
+  /** Starts reading the chunk after the current one, unless the stream ended. */
+  private readAhead(): void {
+    if (this.current.last || this.closed) return;
+    const ahead = this.fill(this.spare);
+    ahead.catch(() => undefined);
+    this.ahead = ahead;
   }
 
-  private append(bytes: Buffer): void {
-    const needed = this.length + bytes.byteLength;
-    if (needed > this.buffer.byteLength) {
-      const size = Math.min(this.chunkSize, Math.max(needed, this.buffer.byteLength * 2,
+  /** Reads pieces into `buffer` (grown as needed) until a chunk is full or the stream ended. */
+  private async fill(buffer: Buffer): Promise<Chunk> {
+    const chunk: Chunk = { buffer, length: 0, last: false };
+    while (chunk.length < this.chunkSize) {
+      const piece = this.pending ?? (await this.read());
+      this.pending = undefined;
+      if (piece === undefined) break;
+
+      const room = this.chunkSize - chunk.length;
+      this.append(chunk, piece.subarray(0, room));
+      if (piece.byteLength > room) this.pending = piece.subarray(room);
+    }
+    chunk.last = this.ended && this.pending === undefined;
+    return chunk;
+  }
+
+  private append(chunk: Chunk, bytes: Buffer): void {
+    const needed = chunk.length + bytes.byteLength;
+    if (needed > chunk.buffer.byteLength) {
+      const size = Math.min(this.chunkSize, Math.max(needed, chunk.buffer.byteLength * 2,
         FIRST_BUFFER));
       const grown = Buffer.allocUnsafe(size);
-      this.buffer.copy(grown, 0, 0, this.length);
-      this.buffer = grown;
+      chunk.buffer.copy(grown, 0, 0, chunk.length);
+      chunk.buffer = grown;
     }
-    bytes.copy(this.buffer, this.length);
-    this.length = needed;
+    bytes.copy(chunk.buffer, chunk.length);
+    chunk.length = needed;
   }
 
   /** The next non-empty piece of the stream, digested and size-checked; undefined at its end. */
   private async read(): Promise<Buffer | undefined> {
     for (;;) {
+      if (this.ended) return undefined;
       let next: IteratorResult<unknown>;
       try {
         next = await this.iterator.next();
