@@ -17,12 +17,16 @@ import type {
 } from '../../functions/spec.js';
 import type { QueueClient } from '@azure/storage-queue';
 import { QueueBus, decodeQueueText } from '../../shared/adapters/local/queue-bus.js';
-import { checkWebhookSecret } from '../../shared/ingest/index.js';
+import { MAX_EVENTS, checkWebhookSecret } from '../../shared/ingest/index.js';
 import { describeError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { Services } from '../../shared/pipeline/services.js';
 
 const MAX_BODY_BYTES = 1024 * 1024;
+const TOO_LARGE: HttpOutput = {
+  status: 413,
+  jsonBody: { error: `body is larger than ${MAX_BODY_BYTES} bytes (1 MiB)` },
+};
 
 export interface LocalHostOptions {
   functions: readonly FunctionSpec[];
@@ -98,7 +102,7 @@ async function route(options: LocalHostOptions, req: IncomingMessage, res: Serve
   }
 
   const body = await readBody(req);
-  if (body === undefined) return send(res, { status: 413, jsonBody: { error: 'body too large' } });
+  if (body === undefined) return send(res, TOO_LARGE);
 
   const invocationId = randomUUID();
   const log = options.log.child({ invocationId, function: spec.name });
@@ -151,7 +155,7 @@ async function serveEventGrid(
   }
 
   const body = await readBody(req);
-  if (body === undefined) return { status: 413, jsonBody: { error: 'body too large' } };
+  if (body === undefined) return TOO_LARGE;
   let events: unknown;
   try {
     events = JSON.parse(body);
@@ -159,6 +163,11 @@ async function serveEventGrid(
     return { status: 400, jsonBody: { error: 'body is not JSON' } };
   }
   if (!Array.isArray(events)) return { status: 400, jsonBody: { error: 'expected an array' } };
+  // The webhook's own batch limit: a bigger batch would start that many runs in one request.
+  if (events.length > MAX_EVENTS) {
+    const error = `body holds ${events.length} events; at most ${MAX_EVENTS} accepted`;
+    return { status: 400, jsonBody: { error } };
+  }
 
   // Like the Functions host: one invocation per event; a failing event does not stop the rest.
   let failed = 0;
