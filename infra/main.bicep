@@ -258,6 +258,9 @@ var appSettings = {
   // auth is disabled on the component).
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
+  // The host refuses bigger HTTP bodies before any function reads them (its default is about
+  // 100 MB); events are limited to 1 MiB by ccpipe itself (MAX_EVENT_BODY_BYTES).
+  FUNCTIONS_REQUEST_BODY_SIZE_LIMIT: '1048576'
   // ManagedIdentityCredential / DefaultAzureCredential pick the UAMI by this client id.
   AZURE_CLIENT_ID: identity.outputs.clientId
   // Service Bus trigger connection (prefix CCPIPE_SERVICE_BUS) and the SDK sender's namespace.

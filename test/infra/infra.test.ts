@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { FUNCTIONS } from '../../functions/table.js';
 import { loadConfig } from '../../shared/config.js';
 import { QUEUES } from '../../shared/contracts/index.js';
+import { MAX_EVENT_BODY_BYTES } from '../../shared/ingest/events.js';
 import { LEDGER_CONTAINER, RUNS_CONTAINER } from '../../shared/pipeline/services.js';
 import { Ref, text, type Value } from './bicep-eval.js';
 import { evaluateDeployment } from './bicep-eval.js';
@@ -122,6 +123,11 @@ describe('infra/ provides every setting the code reads', () => {
 
   it('points CCPIPE_STORAGE_BLOB_URL at the account holding the runs and ledger containers', () => {
     expect(storageProblems(loadInfra(), [RUNS_CONTAINER, LEDGER_CONTAINER])).toEqual([]);
+  });
+
+  it('lets the Functions host refuse HTTP bodies over the events limit', () => {
+    const limit = text(appSettings(loadInfra()).FUNCTIONS_REQUEST_BODY_SIZE_LIMIT);
+    expect(limit).toBe(String(MAX_EVENT_BODY_BYTES));
   });
 
   it('gives the deployer its cluster when the cluster is deployed', () => {
