@@ -1,6 +1,14 @@
-/** What the benchmarks share: load figures, clean-up on exit or signal, results.md sections. */
+/**
+ * What the benchmarks share: load figures, clean-up on exit or signal, results tables and
+ * results.md sections, and peak-RSS measurements of child processes.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
 
 /** The 1/5/15-minute load averages, `a / b / c`. */
 export function formatLoad(): string {
@@ -56,4 +64,58 @@ export async function writeSection(
     next = `${current.replace(/\n*$/, '\n\n')}${section}\n`;
   }
   await writeFile(file, next);
+}
+
+/** One line of a results table. */
+export interface Row {
+  scenario: string;
+  ours: string;
+  reference: string;
+  ratio: string;
+  goal: string;
+  verdict: string;
+}
+
+/** The rows as a Markdown table. */
+export function formatTable(rows: Row[]): string {
+  const header = '| scenario | ours | reference | ratio | goal | verdict |';
+  const rule = '| --- | --- | --- | --- | --- | --- |';
+  const lines = rows.map((r) =>
+    `| ${r.scenario} | ${r.ours} | ${r.reference} | ${r.ratio} | ${r.goal} | ${r.verdict} |`,
+  );
+  return [header, rule, ...lines].join('\n');
+}
+
+export function mbps(value: number): string {
+  return `${value.toFixed(0)} MB/s`;
+}
+
+/** A child's peak RSS and what it reported of itself (one JSON line on stdout). */
+export interface ChildMeasurement {
+  /** Max RSS per /usr/bin/time, KiB, when available. */
+  timeKiB?: number;
+  /** The child's own report (or 0 for the baseline). */
+  selfKiB: number;
+  ms?: number;
+  /** A layer root, for children that hash one. */
+  root?: string;
+}
+
+/** Runs `node <args>` under /usr/bin/time -v when present. */
+export async function measureChild(args: string[], timeoutMs = 600_000) {
+  const useTime = existsSync('/usr/bin/time');
+  const [file, all] = useTime
+    ? ['/usr/bin/time', ['-v', process.execPath, ...args]]
+    : [process.execPath, args];
+  const maxBuffer = 16 * 1024 * 1024;
+  const { stdout, stderr } = await run(file, all, { timeout: timeoutMs, maxBuffer });
+
+  type Report = { ms?: number; maxRssKiB?: number; root?: string };
+  const reported = stdout.trim() === '' ? {} : (JSON.parse(stdout) as Report);
+  const match = /Maximum resident set size \(kbytes\): (\d+)/.exec(stderr);
+  const measurement: ChildMeasurement = { selfKiB: reported.maxRssKiB ?? 0 };
+  if (match !== null) measurement.timeKiB = Number(match[1]);
+  if (reported.ms !== undefined) measurement.ms = reported.ms;
+  if (reported.root !== undefined) measurement.root = reported.root;
+  return measurement;
 }

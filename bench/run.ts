@@ -3,17 +3,20 @@
  *
  * 1. Registry → registry: a 5-layer image of random gzip layers (5 × 100 MiB) in a
  *    docker-registry started here on a free 127.0.0.1 port, encrypted by our pipeline code path
- *    (`encrypt-image.ts`) and by `skopeo copy --encryption-key jwe:pub.pem docker://… docker://…`,
- *    three runs each in alternating order, best of each compared. Goal: ours ≥ 5× faster. For
- *    context, two floors: the same copy without encryption through our client, and curl
- *    uploading the same blobs from files (a plain skopeo copy would mount or skip the existing
- *    blobs, so it is not measured).
+ *    (`encrypt-image.ts`) and by
+ *    `skopeo copy --encryption-key jwe:pub.pem docker://… docker://…`, three runs each in
+ *    alternating order, best of each compared. Goal: ours ≥ 5× faster. For context, two floors:
+ *    the same copy without encryption through our client, and curl uploading the same blobs
+ *    from files (a plain skopeo copy would mount or skip the existing blobs, so it is not
+ *    measured).
  * 2. Cipher core, no I/O, in a fresh child process (`cipher-child.ts`): our block encryptor
  *    against `openssl speed` (AES-256-CTR, HMAC-SHA256, SHA-256), per CPU second on one core
  *    (openssl divides by user CPU time; we divide by the process's user + system CPU time, and
  *    also show wall clock). Goal: ≥ 50 % of the HMAC-SHA256 figure.
  * 3. Peak RSS of a child process encrypting one 1 GiB layer registry → registry, read from
  *    `/usr/bin/time -v` (and the child's own `maxRSS`). Goal: under 200 MB (200 × 10^6 bytes).
+ * 4. Layer hashing for the confidential ACI measurement (`layer-hash.ts`, its own section of
+ *    results.md): throughput, peak RSS, and the reference tool's time when configured.
  *
  * Prints a table and writes it into bench/results.md between the `bench:begin`/`bench:end`
  * markers (text outside them is kept). `--quick` runs small sizes and writes nothing. Every step
@@ -22,7 +25,6 @@
  */
 import { execFile } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -36,11 +38,21 @@ import { RegistryClient, type BlobInfo } from '../shared/oci/registry-client.js'
 import { mapBounded } from '../shared/pipeline/concurrency.js';
 import type { Recipient } from '../shared/ocicrypt/index.js';
 import { opensslSpeed, type Throughput } from './cipher.js';
-import { formatLoad, seconds, withCleanup, writeSection } from './lib.js';
+import {
+  formatLoad,
+  formatTable,
+  mbps,
+  measureChild,
+  seconds,
+  withCleanup,
+  writeSection,
+  type Row,
+} from './lib.js';
 import type { CipherFigures } from './cipher-child.js';
 import { encryptImage } from './encrypt-image.js';
 import { pushImage, writeRandomLayer, writeRandomLayers } from './image.js';
 import type { RssJob } from './rss-child.js';
+import { layerHashBench } from './layer-hash.js';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -74,16 +86,6 @@ const QUICK: Sizes = {
   opensslSeconds: 1,
   runs: 1,
 };
-
-/** One line of the results table. */
-interface Row {
-  scenario: string;
-  ours: string;
-  reference: string;
-  ratio: string;
-  goal: string;
-  verdict: string;
-}
 
 /** Everything the temp dir and the registry need to be cleaned up. */
 interface Context {
@@ -121,6 +123,7 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(`\n${machine}\n\n${table}\n`);
     if (!quick) await writeResults(machine, table, sizes);
   });
+  await layerHashBench(quick, log);
 }
 
 async function setUp(
@@ -372,41 +375,7 @@ async function memoryScenario(context: Context): Promise<Row[]> {
   ];
 }
 
-interface ChildMeasurement {
-  /** Max RSS per /usr/bin/time, KiB, when available. */
-  timeKiB?: number;
-  /** The child's own report (or 0 for the baseline). */
-  selfKiB: number;
-  ms?: number;
-}
-
-/** Runs `node <args>` under /usr/bin/time -v when present. */
-async function measureChild(args: string[]): Promise<ChildMeasurement> {
-  const useTime = existsSync('/usr/bin/time');
-  const [file, all] = useTime
-    ? ['/usr/bin/time', ['-v', process.execPath, ...args]]
-    : [process.execPath, args];
-  const { stdout, stderr } = await run(file, all, { timeout: 300_000, maxBuffer: 16 * MiB });
-
-  type Report = { ms?: number; maxRssKiB?: number };
-  const reported = stdout.trim() === '' ? {} : (JSON.parse(stdout) as Report);
-  const match = /Maximum resident set size \(kbytes\): (\d+)/.exec(stderr);
-  const measurement: ChildMeasurement = { selfKiB: reported.maxRssKiB ?? 0 };
-  if (match !== null) measurement.timeKiB = Number(match[1]);
-  if (reported.ms !== undefined) measurement.ms = reported.ms;
-  return measurement;
-}
-
 // ---- output ----------------------------------------------------------------------------------
-
-function formatTable(rows: Row[]): string {
-  const header = '| scenario | ours | reference | ratio | goal | verdict |';
-  const rule = '| --- | --- | --- | --- | --- | --- |';
-  const lines = rows.map((r) =>
-    `| ${r.scenario} | ${r.ours} | ${r.reference} | ${r.ratio} | ${r.goal} | ${r.verdict} |`,
-  );
-  return [header, rule, ...lines].join('\n');
-}
 
 async function describeMachine(startLoad: string): Promise<string> {
   const cpu = cpus();
@@ -473,9 +442,6 @@ async function limit<T>(promise: Promise<T>, limitSeconds: number): Promise<T> {
   }
 }
 
-function mbps(value: number): string {
-  return `${value.toFixed(0)} MB/s`;
-}
 
 main(process.argv.slice(2)).catch((err: unknown) => {
   process.stderr.write(`bench: failed: ${err instanceof Error ? err.stack : String(err)}\n`);

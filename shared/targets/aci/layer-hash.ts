@@ -1,49 +1,52 @@
 /**
- * Per-layer integrity hashes for the CCE policy's `layers` list: a dm-verity style SHA-256
- * Merkle tree over each layer, computed while the layer streams past.
+ * Per-layer integrity hashes for the CCE policy's `layers` list, byte-exact with what the
+ * confidential ACI utility VM measures (and what `dmverity-vhd roothash` / `az confcom`
+ * print): each uncompressed layer tar is converted into a compact ext4 image exactly as
+ * hcsshim's `tar2ext4` does (whiteouts converted, 128 GiB maximum disk size; see
+ * `ext4/tar-to-ext4.ts`), and the root of the dm-verity SHA-256 tree over that image
+ * (4 KiB blocks, 32 zero bytes of salt; see `ext4/verity.ts`) is the layer's hash.
  *
- * Interim algorithm (this module):
- * - input: the uncompressed layer tar bytes;
- * - data blocks: 4096 bytes, the last one zero-padded (an empty input has no data block);
- * - node hash: sha256(salt ‖ block), salt = 32 zero bytes;
- * - each level's list of 32-byte hashes is packed into 4096-byte blocks (128 hashes each), the
- *   last block zero-padded; an empty list packs into one all-zero block;
- * - levels repeat until a level is a single block; root = sha256(salt ‖ that block), in
- *   lower-case hex. (A one-block layer thus has root sha256(salt ‖ (h0 ‖ zeros)), as
- *   dm-verity's.)
+ * One pass over the layer stream: the tar is parsed as it arrives, its SHA-256 is checked
+ * against the declared diff_id, and file data is appended to a temporary ext4 image file
+ * (never held in memory; its name is removed as soon as it is open, and
+ * the space is released when hashing ends, also on failure) and hashed as it is
+ * written (`ext4/image-hasher.ts`; only the few blocks written out of order are read back).
+ * Memory is the per-file metadata (see `ext4/inode.ts`) plus a few MB of buffers, whatever
+ * the layer size.
  *
- * As in dm-verity, the root binds the content of whole blocks, not the exact length: zero bytes
- * appended within the last block do not change it. For a tar that is harmless (readers stop at
- * the end-of-archive zero blocks), and the layer's diff_id, checked while hashing, binds the
- * length.
- *
- * Memory is O(tree depth × 4096): each level keeps one partly filled block, so a 1 GiB layer
- * needs a few kilobytes (well within the O(size / 128) bound of keeping the first level).
- *
- * NOTE: the confidential ACI utility VM does not measure the tar itself. It mounts each layer
- * as a compact ext4 image converted from the tar (hcsshim `tar2ext4`, whiteouts converted)
- * with a dm-verity tree appended, and the policy lists those dm-verity roots (what
- * `dmverity-vhd roothash` and `az confcom` print). The roots computed here therefore use the
- * same tree but NOT the same bytes, and are not yet byte-exact with `az confcom`.
- * TODO: stream the tar through an ext4 writer equivalent to tar2ext4 and hash its output.
+ * Roots can be cached by diff_id (`LayerRootCache`, one implementation in blob storage:
+ * shared/pipeline/layer-root-cache.ts); cache entries are keyed by
+ * {@link LAYER_HASH_ALGORITHM}, so changing the algorithm never returns stale roots.
  */
+import { tmpdir } from 'node:os';
 import { createHash } from 'node:crypto';
 import { CcpipeError } from '../../errors.js';
+import { TarFormatError } from './ext4/tar-header.js';
+import { TarStreamParser, TarUnsupportedError } from './ext4/tar-reader.js';
+import { TarToExt4 } from './ext4/tar-to-ext4.js';
+import { SpoolFile } from './ext4/spool-file.js';
+import { ImageHasher } from './ext4/image-hasher.js';
+import { Ext4InputError, Ext4Writer } from './ext4/writer.js';
+import type { LayerRootCache } from '../layer-root-cache.js';
 
-/** dm-verity data and hash block size. */
-export const VERITY_BLOCK_SIZE = 4096;
-/** The salt: 32 zero bytes. */
-export const VERITY_SALT: Uint8Array = new Uint8Array(32);
+export type { LayerRootCache } from '../layer-root-cache.js';
 
-const HASH_SIZE = 32;
+export { VERITY_BLOCK_SIZE, VERITY_SALT, VerityTreeHasher } from './ext4/verity.js';
+
+/**
+ * Names the exact algorithm: bump it whenever a change could alter any root (cache entries
+ * of other versions are then ignored). "hcsshim-e78ef44f" is the hcsshim revision whose
+ * `tar2ext4`/`dmverity` output the roots were verified against.
+ */
+export const LAYER_HASH_ALGORITHM = 'tar2ext4-dmverity-sha256.hcsshim-e78ef44f.v1';
 
 /** One layer's measurement inputs and outputs. */
 export interface LayerHash {
   /** `sha256:<hex>` of the uncompressed tar, verified against the declared diff_id. */
   diffId: string;
-  /** Merkle root (64 lower-case hex). */
+  /** dm-verity root of the layer's ext4 image (64 lower-case hex). */
   root: string;
-  /** Uncompressed size in bytes. */
+  /** Uncompressed tar size in bytes. */
   size: number;
 }
 
@@ -53,136 +56,113 @@ export interface HashableLayer {
   open(): Promise<NodeJS.ReadableStream>;
 }
 
-function nodeHash(block: Uint8Array): Buffer {
-  return createHash('sha256').update(VERITY_SALT).update(block).digest();
-}
-
-/** One level of hash blocks: a partly filled block and the count of blocks emitted. */
-interface Level {
-  block: Buffer;
-  fill: number;
-  emitted: number;
-  lastHash?: Buffer;
+/** Options of {@link hashLayerStream} and {@link hashLayers}. */
+export interface LayerHashOptions {
+  /** Where temporary ext4 images are built (default: the OS temporary directory). */
+  tmpDir?: string;
+  /** Cache of roots by diff_id; lookups and stores that fail are ignored. */
+  cache?: LayerRootCache;
 }
 
 /**
- * Incremental tree hasher: feed bytes with {@link update} in chunks of any size, then call
- * {@link digest} once.
- */
-export class VerityTreeHasher {
-  private readonly data = Buffer.alloc(VERITY_BLOCK_SIZE);
-  private dataFill = 0;
-  private readonly levels: Level[] = [];
-  private total = 0;
-  private done = false;
-
-  /** Bytes fed so far. */
-  get size(): number {
-    return this.total;
-  }
-
-  update(chunk: Uint8Array): this {
-    if (this.done) throw new TypeError('VerityTreeHasher.update after digest');
-    this.total += chunk.length;
-
-    let offset = 0;
-    if (this.dataFill > 0) offset = this.fillDataBlock(chunk);
-    while (chunk.length - offset >= VERITY_BLOCK_SIZE) {
-      this.addHash(0, nodeHash(chunk.subarray(offset, offset + VERITY_BLOCK_SIZE)));
-      offset += VERITY_BLOCK_SIZE;
-    }
-    if (offset < chunk.length) this.fillDataBlock(chunk.subarray(offset));
-    return this;
-  }
-
-  /** The root hash as lower-case hex. */
-  digest(): string {
-    if (this.done) throw new TypeError('VerityTreeHasher.digest called twice');
-    this.done = true;
-
-    if (this.dataFill > 0) {
-      this.data.fill(0, this.dataFill);
-      this.addHash(0, nodeHash(this.data));
-    }
-    return this.finishLevels().toString('hex');
-  }
-
-  /** Copies into the pending data block; returns how much of `chunk` it took. */
-  private fillDataBlock(chunk: Uint8Array): number {
-    const taken = Math.min(chunk.length, VERITY_BLOCK_SIZE - this.dataFill);
-    this.data.set(chunk.subarray(0, taken), this.dataFill);
-    this.dataFill += taken;
-    if (this.dataFill === VERITY_BLOCK_SIZE) {
-      this.addHash(0, nodeHash(this.data));
-      this.dataFill = 0;
-    }
-    return taken;
-  }
-
-  /** Appends a hash to level `index`'s pending block, emitting the block when full. */
-  private addHash(index: number, hash: Buffer): void {
-    const level = this.level(index);
-    hash.copy(level.block, level.fill);
-    level.fill += HASH_SIZE;
-    if (level.fill === VERITY_BLOCK_SIZE) this.emit(index);
-  }
-
-  private emit(index: number): void {
-    const level = this.level(index);
-    const hash = nodeHash(level.block);
-    level.block.fill(0);
-    level.fill = 0;
-    level.emitted += 1;
-    level.lastHash = hash;
-    this.addHash(index + 1, hash);
-  }
-
-  /** Flushes levels bottom-up until one level consists of a single block. */
-  private finishLevels(): Buffer {
-    for (let index = 0; ; index++) {
-      const level = this.level(index);
-      if (level.fill > 0 || level.emitted === 0) this.emit(index);
-      if (level.emitted === 1 && level.lastHash) return level.lastHash;
-    }
-  }
-
-  private level(index: number): Level {
-    let level = this.levels[index];
-    if (level === undefined) {
-      level = { block: Buffer.alloc(VERITY_BLOCK_SIZE), fill: 0, emitted: 0 };
-      this.levels[index] = level;
-    }
-    return level;
-  }
-}
-
-/**
- * Hashes one layer stream: its Merkle root and its SHA-256 in one pass. When `diffId` is
- * given, a different SHA-256 is DIGEST_MISMATCH (the bytes are not the layer we were told).
+ * Hashes one layer stream: the dm-verity root of its ext4 image and its SHA-256, in one pass.
+ * When `diffId` is given, a different SHA-256 is DIGEST_MISMATCH (the bytes are not the layer
+ * we were told), reported in preference to any tar error the wrong bytes caused.
  */
 export async function hashLayerStream(
   stream: NodeJS.ReadableStream,
   diffId?: string,
+  options: Pick<LayerHashOptions, 'tmpDir'> = {},
 ): Promise<LayerHash> {
-  const tree = new VerityTreeHasher();
+  const dir = options.tmpDir ?? tmpdir();
+  const spool = new SpoolFile(dir);
+  let hasher: ImageHasher | undefined;
+  try {
+    hasher = new ImageHasher(dir);
+    spool.observer = hasher;
+    const writer = new Ext4Writer(spool);
+    const parser = new TarStreamParser(new TarToExt4(writer));
+    const { digest, size, failure } = await consume(stream, parser);
+
+    const actual = `sha256:${digest}`;
+    const name = diffId ?? actual;
+    if (diffId !== undefined && actual !== diffId.toLowerCase()) {
+      throw new CcpipeError(
+        'DIGEST_MISMATCH',
+        `layer ${diffId}: uncompressed content has digest ${actual}`,
+        failure === undefined ? {} : { cause: failure },
+      );
+    }
+    if (failure !== undefined) throw layerInputError(name, failure);
+
+    const imageSize = closeImage(writer, name);
+    const root = await hasher.finish(spool, imageSize);
+    return { diffId: actual, root, size };
+  } finally {
+    spool.close();
+    hasher?.close();
+  }
+}
+
+/**
+ * Reads the whole stream, hashing every byte; the tar is converted until it ends or fails
+ * (after a failure the rest is still read, to tell corrupt bytes from a malformed layer).
+ */
+async function consume(
+  stream: NodeJS.ReadableStream,
+  parser: TarStreamParser,
+): Promise<{ digest: string; size: number; failure?: unknown }> {
   const sha = createHash('sha256');
+  let size = 0;
+  let failure: unknown;
 
   for await (const chunk of stream) {
     if (typeof chunk === 'string') {
       throw new TypeError('layer stream must yield bytes, not strings (no setEncoding)');
     }
-    tree.update(chunk);
     sha.update(chunk);
+    size += chunk.length;
+    if (failure === undefined) failure = attempt(() => parser.write(chunk));
   }
+  if (failure === undefined) failure = attempt(() => parser.end());
+  return { digest: sha.digest('hex'), size, failure };
+}
 
-  const actual = `sha256:${sha.digest('hex')}`;
-  if (diffId !== undefined && actual !== diffId.toLowerCase()) {
-    throw new CcpipeError(
-      'DIGEST_MISMATCH',
-      `layer ${diffId}: uncompressed content has digest ${actual}`,
-    );
+function attempt(step: () => void): unknown {
+  try {
+    step();
+    return undefined;
+  } catch (err) {
+    if (isInputError(err)) return err;
+    throw err;
   }
-  return { diffId: actual, root: tree.digest(), size: tree.size };
+}
+
+function isInputError(err: unknown): boolean {
+  return (
+    err instanceof TarFormatError ||
+    err instanceof TarUnsupportedError ||
+    err instanceof Ext4InputError ||
+    err instanceof CcpipeError
+  );
+}
+
+function closeImage(writer: Ext4Writer, name: string): number {
+  try {
+    return writer.close();
+  } catch (err) {
+    if (isInputError(err)) throw layerInputError(name, err);
+    throw err;
+  }
+}
+
+function layerInputError(diffId: string, err: unknown): CcpipeError {
+  const message = err instanceof Error ? err.message : String(err);
+  if (err instanceof CcpipeError) {
+    return new CcpipeError(err.code, `layer ${diffId}: ${message}`, { cause: err });
+  }
+  const code = err instanceof TarUnsupportedError ? 'UNSUPPORTED' : 'INVALID_INPUT';
+  return new CcpipeError(code, `layer ${diffId}: ${message}`, { cause: err });
 }
 
 /** Default number of layers hashed at once. */
@@ -190,12 +170,14 @@ export const DEFAULT_HASH_CONCURRENCY = 4;
 
 /**
  * Hashes layers concurrently, at most `concurrency` at a time, and returns their hashes in
- * input order. The first failure stops new layers from starting and is thrown, naming the
+ * input order. A layer found in `options.cache` is not opened at all; a computed one is
+ * stored there. The first failure stops new layers from starting and is thrown, naming the
  * layer's diff_id.
  */
 export async function hashLayers(
   layers: readonly HashableLayer[],
   concurrency = DEFAULT_HASH_CONCURRENCY,
+  options: LayerHashOptions = {},
 ): Promise<LayerHash[]> {
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) {
     throw new TypeError(`concurrency must be an integer from 1 to 64, not ${concurrency}`);
@@ -210,7 +192,7 @@ export async function hashLayers(
       const index = next++;
       const layer = layers[index] as HashableLayer;
       try {
-        results[index] = await hashLayerStream(await layer.open(), layer.diffId);
+        results[index] = await hashOne(layer, options);
       } catch (err) {
         failed = true;
         throw wrapLayerError(layer.diffId, err);
@@ -221,6 +203,16 @@ export async function hashLayers(
   const workers = Array.from({ length: Math.min(concurrency, layers.length) }, worker);
   await Promise.all(workers);
   return results;
+}
+
+async function hashOne(layer: HashableLayer, options: LayerHashOptions): Promise<LayerHash> {
+  const cache = options.cache;
+  const cached = await cache?.get(layer.diffId, LAYER_HASH_ALGORITHM).catch(() => undefined);
+  if (cached !== undefined && cached.diffId === layer.diffId.toLowerCase()) return cached;
+
+  const hash = await hashLayerStream(await layer.open(), layer.diffId, options);
+  await cache?.put(hash, LAYER_HASH_ALGORITHM).catch(() => undefined);
+  return hash;
 }
 
 function wrapLayerError(diffId: string, err: unknown): unknown {

@@ -1,11 +1,16 @@
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import {
   hashLayers,
   hashLayerStream,
+  LAYER_HASH_ALGORITHM,
   VerityTreeHasher,
+  type LayerHash,
+  type LayerRootCache,
 } from '../../../shared/targets/aci/layer-hash.js';
+import { CASES } from './ext4/cases.js';
 
 const BLOCK = 4096;
 const SALT = Buffer.alloc(32);
@@ -123,25 +128,30 @@ describe('VerityTreeHasher', () => {
   });
 });
 
+/** A golden case: its tar, diff_id and the reference converter's root (ext4/vectors.json). */
+function golden(name: string): { tar: Buffer; diffId: string; root: string } {
+  const tar = (CASES[name] as () => Buffer)();
+  const url = new URL('./ext4/vectors.json', import.meta.url);
+  type Vectors = { vectors: Record<string, { root: string }> };
+  const vectors = (JSON.parse(readFileSync(url, 'utf8')) as Vectors).vectors;
+  return { tar, diffId: `sha256:${sha256(tar)}`, root: (vectors[name] as { root: string }).root };
+}
+
 describe('hashLayerStream', () => {
-  it('streams tiny chunks to the same root and verifies the diff_id', async () => {
-    const data = bytes(600 * 1024, 3);
+  it('streams tiny chunks to the reference root and verifies the diff_id', async () => {
+    const { tar, diffId, root } = golden('hard-links');
     const chunks: Buffer[] = [];
-    for (let offset = 0; offset < data.length; offset += 3) {
-      chunks.push(data.subarray(offset, offset + 3));
+    for (let offset = 0; offset < tar.length; offset += 3) {
+      chunks.push(tar.subarray(offset, offset + 3));
     }
 
-    const result = await hashLayerStream(Readable.from(chunks), `sha256:${sha256(data)}`);
-    expect(result).toEqual({
-      diffId: `sha256:${sha256(data)}`,
-      root: referenceRoot(data),
-      size: data.length,
-    });
+    const result = await hashLayerStream(Readable.from(chunks), diffId);
+    expect(result).toEqual({ diffId, root, size: tar.length });
   });
 
   it('refuses content that does not match the diff_id', async () => {
     const wrong = `sha256:${'0'.repeat(64)}`;
-    const stream = Readable.from([Buffer.from('tar')]);
+    const stream = Readable.from([golden('files').tar]);
     await expect(hashLayerStream(stream, wrong)).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
   });
 
@@ -150,27 +160,92 @@ describe('hashLayerStream', () => {
   });
 });
 
+/** An in-memory cache port that records what it was asked. */
+function memoryCache(): LayerRootCache & { entries: Map<string, LayerHash>; gets: string[] } {
+  const entries = new Map<string, LayerHash>();
+  const gets: string[] = [];
+  return {
+    entries,
+    gets,
+    async get(diffId, algorithm) {
+      gets.push(diffId);
+      return entries.get(`${algorithm}/${diffId}`);
+    },
+    async put(hash, algorithm) {
+      entries.set(`${algorithm}/${hash.diffId}`, hash);
+    },
+  };
+}
+
 describe('hashLayers', () => {
+  const names = ['files', 'empty', 'many-files', 'symlinks', 'devices', 'whiteouts'];
+
   it('keeps input order and never exceeds the concurrency', async () => {
-    const datas = [5, 1, 40, 0, 9, 3].map((blocks, i) => bytes(blocks * BLOCK + i, i));
+    const cases = names.map(golden);
     let open = 0;
     let peak = 0;
-    const layers = datas.map((data) => ({
-      diffId: `sha256:${sha256(data)}`,
+    const layers = cases.map(({ tar, diffId }) => ({
+      diffId,
       async open() {
         open++;
         peak = Math.max(peak, open);
         await new Promise((resolve) => setTimeout(resolve, 5));
-        const stream = Readable.from([data]);
+        const stream = Readable.from([tar]);
         stream.on('end', () => open--);
         return stream;
       },
     }));
 
     const results = await hashLayers(layers, 2);
-    expect(results.map((r) => r.root)).toEqual(datas.map(referenceRoot));
+    expect(results.map((r) => r.root)).toEqual(cases.map((c) => c.root));
     expect(peak).toBeLessThanOrEqual(2);
     expect(peak).toBeGreaterThan(1);
+  });
+
+  it('hashes a layer once and then answers from the cache', async () => {
+    const { tar, diffId, root } = golden('xattrs');
+    const cache = memoryCache();
+    let opened = 0;
+    const layer = {
+      diffId,
+      async open() {
+        opened++;
+        return Readable.from([tar]);
+      },
+    };
+
+    const first = await hashLayers([layer], 1, { cache });
+    const second = await hashLayers([layer, layer], 2, { cache });
+    expect(first[0]?.root).toBe(root);
+    expect(second.map((h) => h.root)).toEqual([root, root]);
+    expect(opened).toBe(1);
+    expect([...cache.entries.keys()]).toEqual([`${LAYER_HASH_ALGORITHM}/${diffId}`]);
+  });
+
+  it('ignores cache entries of another algorithm version or another layer', async () => {
+    const { tar, diffId, root } = golden('symlinks');
+    const cache = memoryCache();
+    const stale = { diffId, root: 'f'.repeat(64), size: 1 };
+    cache.entries.set(`older-algorithm/${diffId}`, stale);
+    const layer = { diffId, open: async () => Readable.from([tar]) };
+
+    const [hash] = await hashLayers([layer], 1, { cache });
+    expect(hash?.root).toBe(root);
+  });
+
+  it('hashes anyway when the cache fails', async () => {
+    const { tar, diffId, root } = golden('devices');
+    const broken: LayerRootCache = {
+      get: async () => {
+        throw new Error('storage down');
+      },
+      put: async () => {
+        throw new Error('storage down');
+      },
+    };
+    const layer = { diffId, open: async () => Readable.from([tar]) };
+    const [hash] = await hashLayers([layer], 1, { cache: broken });
+    expect(hash?.root).toBe(root);
   });
 
   it('names the failing layer', async () => {

@@ -8,6 +8,7 @@ import {
   type PolicySidecar,
 } from '../../../shared/targets/aci/policy.js';
 import { SKR_SIDECAR_ARGS, akvEndpointOf } from '../../../shared/targets/aci/skr.js';
+import { buildTar } from './ext4/tar-builder.js';
 import {
   getTarget,
   type ImageConfigLike,
@@ -107,8 +108,9 @@ describe('buildCcePolicy with the SKR sidecar', () => {
   });
 });
 
+/** A real one-file layer tar (the measurement converts layers to ext4). */
 function layer(text: string) {
-  const data = Buffer.from(text.repeat(3000));
+  const data = buildTar([{ name: `${text}.txt`, data: Buffer.from(text.repeat(3000)) }]);
   return { diffId: `sha256:${sha256(data)}`, open: async () => Readable.from([data]) };
 }
 

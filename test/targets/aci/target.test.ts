@@ -10,7 +10,8 @@ import {
   CCE_POLICY_ANNOTATION,
   MAX_ANNOTATIONS_BYTES,
 } from '../../../shared/targets/aci/render.js';
-import { VerityTreeHasher } from '../../../shared/targets/aci/layer-hash.js';
+import { hashLayerStream } from '../../../shared/targets/aci/layer-hash.js';
+import { buildTar } from './ext4/tar-builder.js';
 import {
   getTarget,
   type ImageConfigLike,
@@ -27,8 +28,9 @@ function sha256(data: Buffer | string): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
+/** A real one-file layer tar (the measurement converts layers to ext4). */
 function layer(text: string) {
-  const data = Buffer.from(text.repeat(3000));
+  const data = buildTar([{ name: `${text}.txt`, data: Buffer.from(text.repeat(3000)) }]);
   return { data, diffId: `sha256:${sha256(data)}`, open: async () => Readable.from([data]) };
 }
 
@@ -99,9 +101,10 @@ describe('aci measure', () => {
     const input = measureInput();
     const result = await aci.measure({ ...input, concurrency: 1 });
 
-    const roots = input.layers.map((l) =>
-      new VerityTreeHasher().update((l as ReturnType<typeof layer>).data).digest(),
-    );
+    const roots: string[] = [];
+    for (const l of input.layers as ReturnType<typeof layer>[]) {
+      roots.push((await hashLayerStream(Readable.from([l.data]))).root);
+    }
     expect(result.kind).toBe('sevsnp-hostdata');
     expect(result.layerHashes).toEqual(roots);
     expect(result.value).toBe(sha256(result.policyText));

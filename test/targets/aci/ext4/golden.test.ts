@@ -1,0 +1,65 @@
+/**
+ * Byte-exactness with Azure: the dm-verity roots of our ext4 images equal those Microsoft's
+ * reference converter (hcsshim tar2ext4 + dmverity) computed from the same tars (vectors.json
+ * records how). Any difference in any byte of the image changes the root.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { hashLayerStream } from '../../../../shared/targets/aci/layer-hash.js';
+import { CASES } from './cases.js';
+
+interface Vector {
+  tarSha256: string;
+  tarSize: number;
+  root: string;
+}
+
+const vectors = (
+  JSON.parse(readFileSync(new URL('./vectors.json', import.meta.url), 'utf8')) as {
+    vectors: Record<string, Vector>;
+  }
+).vectors;
+
+/** Splits bytes into chunks of varying, odd sizes (as a network stream would). */
+function chunked(data: Buffer, seed: number): Buffer[] {
+  const chunks: Buffer[] = [];
+  let size = 1 + (seed % 13);
+  for (let offset = 0; offset < data.length; ) {
+    chunks.push(data.subarray(offset, offset + size));
+    offset += size;
+    size = ((size * 7 + 3) % 70_000) + 1;
+  }
+  return chunks;
+}
+
+describe('ext4 layer roots match the reference converter', () => {
+  it('has a vector for every case and a case for every vector', () => {
+    expect(Object.keys(CASES).sort()).toEqual(Object.keys(vectors).sort());
+  });
+
+  for (const [name, build] of Object.entries(CASES)) {
+    it(`matches for ${name}`, async () => {
+      const vector = vectors[name] as Vector;
+      const tar = build();
+      const digest = createHash('sha256').update(tar).digest('hex');
+      expect({ sha: digest, size: tar.length }).toEqual({
+        sha: vector.tarSha256,
+        size: vector.tarSize,
+      });
+
+      const diffId = `sha256:${digest}`;
+      const hash = await hashLayerStream(Readable.from(chunked(tar, tar.length)), diffId);
+      expect(hash).toEqual({ diffId, root: vector.root, size: tar.length });
+    });
+  }
+
+  it('gives the same root whatever the chunking', async () => {
+    const tar = (CASES['many-files'] as () => Buffer)();
+    const whole = await hashLayerStream(Readable.from([tar]));
+    const small = await hashLayerStream(Readable.from(chunked(tar, 1)));
+    expect(small.root).toBe(whole.root);
+    expect(whole.root).toBe(vectors['many-files']?.root);
+  });
+});
