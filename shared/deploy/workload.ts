@@ -14,6 +14,15 @@
  *   "serviceAccount": {                  // optional: workload identity for key release
  *     "name": "web",
  *     "clientId": "00000000-0000-0000-0000-000000000000"
+ *   },
+ *   "clusters": [                        // default: the registering deployer's cluster
+ *     { "name": "east" },
+ *     { "name": "west", "namespace": "web-west" }  // see ./clusters.ts
+ *   ],
+ *   "policy": {                          // optional: CCE policy additions (aci), see
+ *     "env": [{ "name": "LOG_LEVEL", "value": "info" }],  // ../targets/aci/policy-config.ts
+ *     "execProcesses": [{ "command": ["/bin/healthcheck"] }],
+ *     "mounts": [{ "name": "cache", "mountPath": "/var/cache/app" }]
  *   }
  * }
  * ```
@@ -23,6 +32,8 @@
  */
 import { showValue } from '../show.js';
 import { CcpipeError } from '../errors.js';
+import { parseClusters, type ClusterChoice } from './clusters.js';
+import { parsePolicyConfig, type PolicyConfig } from '../targets/aci/policy-config.js';
 
 export interface WorkloadConfig {
   version: 1;
@@ -32,6 +43,10 @@ export interface WorkloadConfig {
   ports: number[];
   resources: { cpu: string; memory: string };
   serviceAccount?: { name: string; clientId?: string };
+  /** Clusters the application deploys to; the registering deployer's cluster when absent. */
+  clusters?: ClusterChoice[];
+  /** Additions to the application container's CCE policy, measured with the image. */
+  policy?: PolicyConfig;
 }
 
 export const DEFAULT_WORKLOAD: WorkloadConfig = {
@@ -42,7 +57,8 @@ export const DEFAULT_WORKLOAD: WorkloadConfig = {
 };
 
 const FIELDS = new Set([
-  'version', 'namespace', 'replicas', 'ports', 'resources', 'serviceAccount',
+  'version', 'namespace', 'replicas', 'ports', 'resources', 'serviceAccount', 'clusters',
+  'policy',
 ]);
 const CPU = /^([1-9][0-9]{0,2}(\.[0-9]{1,3})?|0\.[0-9]{1,3}|[1-9][0-9]{0,5}m)$/;
 const MEMORY = /^[1-9][0-9]{0,5}(Ki|Mi|Gi|Ti)$/;
@@ -72,6 +88,8 @@ export function parseWorkloadConfig(text: string, source: string): WorkloadConfi
     }
     config.namespace = value.namespace;
   }
+  if (value.clusters !== undefined) config.clusters = parseClusters(value.clusters, source);
+  if (value.policy !== undefined) config.policy = parsePolicyConfig(value.policy, source);
   return config;
 }
 

@@ -6,6 +6,8 @@
 import type { WorkloadConfig } from '../deploy/workload.js';
 import type { ReleaseCondition } from '../attestation/release-policy.js';
 import type { KubernetesObject } from '../deploy/yaml.js';
+import type { PolicyConfig } from './aci/policy-config.js';
+import type { LayerRootCache } from './layer-root-cache.js';
 
 /** Targets implemented so far. Later: `coco`, `cvm`, `sgx-gramine`. */
 export type TargetName = 'aci';
@@ -38,7 +40,10 @@ export interface ImageRuntimeConfig {
 export interface MeasuredLayer {
   /** `sha256:<hex>` of the uncompressed tar, as in `rootfs.diff_ids`; checked while hashing. */
   diffId: string;
-  /** Opens a fresh uncompressed tar stream of the layer (may be called once per measure). */
+  /**
+   * Opens a fresh uncompressed tar stream of the layer: for hashing (unless its root is
+   * cached) and, when the image's `User` names a user or group, once more to look it up.
+   */
   open(): Promise<NodeJS.ReadableStream>;
 }
 
@@ -51,12 +56,18 @@ export interface MeasureInput {
   layers: MeasuredLayer[];
   /** Layers hashed at once; default 4. */
   concurrency?: number;
+  /** Cache of layer roots by diff_id (a layer shared by many images is hashed once). */
+  layerRootCache?: LayerRootCache;
   /**
    * The secure key release sidecar the pod runs beside the image, when configured
    * (`CCPIPE_SKR_SIDECAR_IMAGE`): measured with it, since the platform admits only the
    * containers the measurement lists. The target names the container and its environment.
    */
   keyReleaseSidecar?: SidecarImage;
+  /** The `policy` section of the application's workload config; default none. */
+  policy?: PolicyConfig;
+  /** The pod will carry the workload identity label (its webhook injects env and a token). */
+  workloadIdentity?: boolean;
 }
 
 /** A sidecar image to measure: pinned reference, configuration and layers. */

@@ -1,9 +1,11 @@
 /**
  * Target `aci`: confidential ACI container groups run as pods on AKS virtual nodes (VN2).
  *
- * - measure: per-layer Merkle roots → CCE policy (Rego) → SEV-SNP hostdata = SHA-256 of the
- *   policy text, which the utility VM's launch binds into every attestation report. With a
- *   secure key release sidecar configured, its image is measured too (container `skr`).
+ * - measure: per-layer Merkle roots → CCE policy (Rego, policy.ts) → SEV-SNP hostdata =
+ *   SHA-256 of the policy text, which the utility VM's launch binds into every attestation
+ *   report. With a secure key release sidecar configured, its image is measured too (container
+ *   `skr`); the application's `policy` config and workload identity are part of the policy; a
+ *   `User` that names a user or group must resolve in the image (image-user.ts).
  * - releaseClaims: a container UVM (`sevsnpvm`, `azure-compliant-uvm`, not debuggable) whose
  *   hostdata is this measurement.
  * - render: Namespace + Deployment placed on the virtual node, the policy as the pod
@@ -21,15 +23,17 @@ import {
   SOURCE_DIGEST_LABEL,
   TARGET_LABEL,
   type ImageConfigLike,
+  type MeasuredLayer,
   type MeasureInput,
   type Measurement,
   type RenderInput,
   type SidecarImage,
   type Target,
 } from '../target.js';
-import { DEFAULT_HASH_CONCURRENCY, hashLayers } from './layer-hash.js';
+import { DEFAULT_HASH_CONCURRENCY, hashLayers, type LayerRootCache } from './layer-hash.js';
+import { resolveImageUser, userNeedsLookup } from './image-user.js';
 import { buildCcePolicy, type PolicySidecar } from './policy.js';
-import { renderAciObjects } from './render.js';
+import { CCE_POLICY_ANNOTATION, MAX_ANNOTATIONS_BYTES, renderAciObjects } from './render.js';
 import { SKR_CONTAINER_NAME, skrSidecarEnv } from './skr.js';
 
 const PINNED_IMAGE = /^[^\s@]+@sha256:[0-9a-f]{64}$/;
@@ -76,23 +80,61 @@ async function measure(input: MeasureInput): Promise<Measurement> {
   }
 
   const concurrency = input.concurrency ?? DEFAULT_HASH_CONCURRENCY;
-  const hashes = await hashLayers(input.layers, concurrency);
+  const cache = input.layerRootCache;
+  const hashes = await hashLayers(input.layers, concurrency, { cache });
   const layerHashes = hashes.map((hash) => hash.root);
-  const sidecars = sidecar ? [await skrPolicySidecar(sidecar, concurrency)] : [];
+  const sidecars = sidecar ? [await skrPolicySidecar(sidecar, concurrency, cache)] : [];
+  await assertUsersResolve(input.image, input.config, input.layers);
+  if (sidecar) await assertUsersResolve(sidecar.image, sidecar.config, sidecar.layers);
 
   const policyText = buildCcePolicy({
-    image: input.image, config: input.config, layerHashes, sidecars,
+    image: input.image,
+    config: input.config,
+    layerHashes,
+    sidecars,
+    policy: input.policy,
+    workloadIdentity: input.workloadIdentity,
   });
+  assertAnnotationFits(input.image, policyText);
   const value = createHash('sha256').update(policyText, 'utf8').digest('hex');
   return { kind: 'sevsnp-hostdata', value, policyText, layerHashes };
+}
+
+/**
+ * The policy travels base64-encoded in one pod annotation, and Kubernetes caps an object's
+ * annotations at 256 KiB: refuse at measuring time what could never be deployed (render checks
+ * the whole set of annotations again).
+ */
+function assertAnnotationFits(image: string, policyText: string): void {
+  const encoded = Math.ceil(Buffer.byteLength(policyText, 'utf8') / 3) * 4;
+  const bytes = Buffer.byteLength(CCE_POLICY_ANNOTATION) + encoded;
+  if (bytes > MAX_ANNOTATIONS_BYTES) {
+    throw new CcpipeError(
+      'UNSUPPORTED',
+      `image ${image}: its CCE policy takes ${bytes} bytes as the pod annotation ` +
+        `${CCE_POLICY_ANNOTATION}, over the Kubernetes limit of ${MAX_ANNOTATIONS_BYTES}`,
+    );
+  }
+}
+
+/** A `User` that names a user or group must resolve in the image (see image-user.ts). */
+async function assertUsersResolve(
+  image: string,
+  config: ImageConfigLike,
+  layers: MeasuredLayer[],
+): Promise<void> {
+  const user = config.config?.User;
+  if (!userNeedsLookup(user)) return;
+  await resolveImageUser(image, user as string, layers);
 }
 
 /** The SKR sidecar as the policy lists it: its layer roots and the environment render sets. */
 async function skrPolicySidecar(
   sidecar: SidecarImage,
   concurrency: number,
+  cache: LayerRootCache | undefined,
 ): Promise<PolicySidecar> {
-  const hashes = await hashLayers(sidecar.layers, concurrency);
+  const hashes = await hashLayers(sidecar.layers, concurrency, { cache });
   return {
     name: SKR_CONTAINER_NAME,
     image: sidecar.image,

@@ -1,26 +1,72 @@
 /**
- * The confidential computing enforcement (CCE) security policy for a confidential ACI pod on
- * AKS virtual nodes: Rego text in the shape `az confcom acipolicygen --virtual-node-yaml`
- * emits (package `policy`, versions, `fragments`, `containers` including the pause container,
- * the `allow_*` switches and the bindings to the platform framework's rules).
+ * The confidential computing enforcement (CCE) security policy of a confidential ACI pod on AKS
+ * virtual nodes, built the way `az confcom acipolicygen --virtual-node-yaml` builds it for the
+ * pod ccpipe renders (render.ts), field for field and in the same bytes, but for the
+ * differences listed at the end:
  *
- * The text is deterministic: container objects are written as JSON with keys sorted and
- * 2-space indentation, so the same image always yields the same bytes, and so the same
- * SEV-SNP hostdata (SHA-256 of the text).
+ * - the text is confcom's Linux template: `package policy`, the `future.keywords` imports,
+ *   `api_version` and `framework_version`, `fragments` (written with 2-space indentation),
+ *   `containers` (compact JSON on one line, as in the policy confcom injects into the YAML),
+ *   the six `allow_*` switches, the rule bindings and `reason`; no newline at the end;
+ * - JSON is written as Python's `json.dumps(sort_keys=True)` writes it (policy-json.ts);
+ * - the containers are the pod's in pod order (the application, then the key release sidecar
+ *   when configured), then the pause container;
+ * - each container: its image reference as `id`, the pod's container `name`, the layer roots,
+ *   `command` = Entrypoint + Cmd, `env_rules` = the variables the pod sets, the workload
+ *   identity ones, the image's `Env` (`string` rules, unless the pod sets the same name), then
+ *   what the platform injects (`TERM`, Service Fabric, managed identity, restart marker,
+ *   Kubernetes service links; `re2`) unless already named; `working_dir` = `WorkingDir` or `/`;
+ *   `mounts` = workload identity token, configured volumes, then the virtual node's;
+ *   `signals` = the image's `StopSignal` or SIGKILL and SIGTERM; the `user` rule from `User`
+ *   (image-user.ts); the unprivileged capability sets, sorted.
  *
- * NOTE: byte-exact equality with `az confcom` is not a goal yet: its output depends on its
- * version, the infrastructure fragment's SVN and the platform's injected environment, and our
- * layer roots are interim (see layer-hash.ts). Re-pin these constants against a real
- * `az confcom acipolicygen` run before relying on the policy in Azure.
+ * ccpipe's choices (what confcom would take from flags or the pod YAML):
+ * - `allow_environment_variable_dropping` is on (confcom's default): the platform may inject
+ *   variables that no rule names (`APP_IDENTITY_ENDPOINT` broke every policy that lacked it),
+ *   and dropping them keeps a running application starting;
+ * - stdio access is allowed for every container (logs reach `kubectl logs`), not elevated,
+ *   privilege escalation allowed (no `allowPrivilegeEscalation: false` in the pod);
+ * - exec processes: only those of the application's workload config (`policy.execProcesses`,
+ *   policy-config.ts); ccpipe renders no exec probes or lifecycle hooks;
+ * - the key release client settings (`SkrClientKID`, `SkrClientMAAEndpoint`,
+ *   `SkrClientAKVEndpoint`), which the pod sets literally, are `re2` rules so the measurement
+ *   does not depend on the key version, registered after measuring. A pod pointed at another
+ *   key or authority gains nothing: our key's release policy names this measurement.
+ *
+ * Where the text differs from what confcom prints for the same pod YAML:
+ * - the `SkrClient*` rules above (confcom would pin the pod's literal values);
+ * - an image without Entrypoint and Cmd is refused (confcom writes an empty command);
+ * - a numeric or unknown `StopSignal` (see signalsOf);
+ * - the layer roots are whatever layer-hash.ts computes (see its comment for how far they agree).
  */
 import { CcpipeError } from '../../errors.js';
-import { prettyCanonicalJson } from '../../attestation/canonical-json.js';
 import type { ImageConfigLike } from '../target.js';
+import { policyUser, type PolicyUser } from './image-user.js';
+import type { PolicyConfig } from './policy-config.js';
+import { pythonCompactJson, pythonIndentedJson } from './policy-json.js';
+import {
+  DEFAULT_SIGNALS,
+  EMPTY_DIR_SOURCE,
+  FRAMEWORK_RULES,
+  INFRA_FRAGMENT,
+  INJECTED_ENV_RULES,
+  PAUSE_LAYER,
+  POLICY_API_VERSION,
+  POLICY_FRAMEWORK_VERSION,
+  SIGNAL_NUMBERS,
+  SWITCHES,
+  UNPRIVILEGED_CAPABILITIES,
+  VIRTUAL_NODE_ENV_RULES,
+  VIRTUAL_NODE_MOUNTS,
+  VIRTUAL_NODE_USER_MOUNTS,
+  WORKLOAD_IDENTITY_ENV_RULES,
+  WORKLOAD_IDENTITY_MOUNTS,
+  type NamedEnvRule,
+  type NamedMount,
+} from './policy-platform.js';
 
-/** Policy API version of the deployed Linux contract (confcom's default). */
-export const POLICY_API_VERSION = '0.11.0';
-/** Framework version of the deployed Linux contract (confcom's default). */
-export const POLICY_FRAMEWORK_VERSION = '0.2.3';
+export { POLICY_API_VERSION, POLICY_FRAMEWORK_VERSION } from './policy-platform.js';
+export type { IdName, PolicyUser } from './image-user.js';
 
 /** Name of the application container in the pod; render uses the same name. */
 export const APP_CONTAINER_NAME = 'app';
@@ -28,8 +74,8 @@ export const APP_CONTAINER_NAME = 'app';
 /** An environment variable rule: `pattern` is `NAME=VALUE`, literal (`string`) or RE2. */
 export interface EnvRule {
   pattern: string;
-  strategy: 'string' | 're2';
   required: boolean;
+  strategy: 'string' | 're2';
 }
 
 /** A bind mount the container may receive from the sandbox. */
@@ -40,43 +86,47 @@ export interface PolicyMount {
   type: 'bind';
 }
 
-/** A user or group matcher. */
-export interface IdName {
-  pattern: string;
-  strategy: 'any' | 'id' | 'name' | 're2';
-}
-
 /** The Linux capability sets of a container process. */
 export type CapabilitySet = 'ambient' | 'bounding' | 'effective' | 'inheritable' | 'permitted';
 
+/** A process that may be started inside a running container, with the signals it may get. */
+export interface ExecProcess {
+  command: string[];
+  signals: number[];
+}
+
 /** One container the policy admits. */
 export interface PolicyContainer {
-  id: string;
-  name: string;
-  layers: string[];
-  command: string[];
-  env_rules: EnvRule[];
-  working_dir: string;
-  mounts: PolicyMount[];
-  exec_processes: Array<{ command: string[]; signals: number[] }>;
-  signals: number[];
   allow_elevated: boolean;
   allow_stdio_access: boolean;
-  no_new_privileges: boolean;
-  user: { user_idname: IdName; group_idnames: IdName[]; umask: string };
   capabilities: Record<CapabilitySet, string[]>;
+  command: string[];
+  env_rules: EnvRule[];
+  exec_processes: ExecProcess[];
+  id?: string;
+  layers: string[];
+  mounts: PolicyMount[];
+  name: string;
+  no_new_privileges: boolean;
   seccomp_profile_sha256: string;
+  signals: number[];
+  user: PolicyUser;
+  working_dir: string;
 }
 
 /** Input of {@link buildCcePolicy}: the image that will run and its layer roots. */
 export interface CcePolicyInput {
-  /** Image reference pinned by digest; becomes the container's `id`. */
+  /** Image reference pinned by digest, as the pod spec names it; the container's `id`. */
   image: string;
   config: ImageConfigLike;
   /** Layer roots in layer order (base first). */
   layerHashes: readonly string[];
   /** Containers the pod runs beside the application (the SKR sidecar); default none. */
   sidecars?: readonly PolicySidecar[];
+  /** The application's `policy` section (extra env rules, exec processes, mounts). */
+  policy?: PolicyConfig;
+  /** The pod is labelled for workload identity, whose webhook injects env and a token mount. */
+  workloadIdentity?: boolean;
 }
 
 /** A sidecar container of the pod: its image, layer roots and the environment it is given. */
@@ -94,163 +144,109 @@ export interface PolicySidecar {
   appEnvPatterns?: readonly string[];
 }
 
-/**
- * The ACI infrastructure fragment every VN2 policy imports (issuer DID and feed of the
- * platform's signed fragment).
- * NOTE: confcom raises `minimum_svn` as the platform ships; re-pin with the versions above.
- */
-const INFRA_FRAGMENT = {
-  feed: 'mcr.microsoft.com/aci/aci-cc-infra-fragment',
-  includes: ['containers', 'fragments'],
-  issuer:
-    'did:x509:0:sha256:I__iuL25oXEVFdTP_aBLx_eT1RPHbCQ_ECBQfYZpt9s::eku:1.3.6.1.4.1.311.76.59.1.3',
-  minimum_svn: '4',
-};
-
-/** dm-verity root of the platform's pause image layer, as confcom's configuration lists it. */
-const PAUSE_LAYER = '16b514057a06ad665f92c02863aca074fd5976c755d26bff16365299169e8415';
-
-const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-
-/** Default capability set of an unprivileged container (containerd's default), sorted. */
-const UNPRIVILEGED_CAPABILITIES = [
-  'CAP_AUDIT_WRITE',
-  'CAP_CHOWN',
-  'CAP_DAC_OVERRIDE',
-  'CAP_FOWNER',
-  'CAP_FSETID',
-  'CAP_KILL',
-  'CAP_MKNOD',
-  'CAP_NET_BIND_SERVICE',
-  'CAP_NET_RAW',
-  'CAP_SETFCAP',
-  'CAP_SETGID',
-  'CAP_SETPCAP',
-  'CAP_SETUID',
-  'CAP_SYS_CHROOT',
-];
-
-/** SIGKILL and SIGTERM: what Kubernetes sends to stop a container. */
-const STOP_SIGNALS = [9, 15];
-
-/**
- * Variables the platform injects into every VN2 container (Kubernetes service links, the
- * hostname, ACI restart marker).
- */
-const PLATFORM_ENV_PATTERNS = [
-  'HOSTNAME=.+',
-  'T(E)?MP=.+',
-  'azurecontainerinstance_restarted_by=.+',
-  'KUBERNETES_SERVICE_HOST=.+',
-  'KUBERNETES_SERVICE_PORT(_[A-Z0-9_]+)?=.+',
-  'KUBERNETES_PORT(_[0-9]+_TCP(_PROTO|_PORT|_ADDR)?)?=.+',
-  '[A-Z0-9_]+_SERVICE_HOST=.+',
-  '[A-Z0-9_]+_SERVICE_PORT(_[A-Z0-9_]+)?=.+',
-  '[A-Z0-9_]+_PORT(_[0-9]+_TCP(_PROTO|_PORT|_ADDR)?)?=.+',
-];
-
-/**
- * The two settings the rendered Deployment gives the application for the secure key release
- * client (a sidecar may add more, e.g. `SkrClientAKVEndpoint`).
- * NOTE: `SkrClientKID` and `SkrClientMAAEndpoint` are matched by pattern, not value, so that
- * the measurement does not depend on the key version (registered after measuring). A pod
- * pointed at another key or MAA gains nothing: our key's releasePolicy names this measurement
- * and the MAA authority.
- */
+/** The key release client settings render gives the application (see the module comment). */
 const SKR_CLIENT_ENV_PATTERNS = ['SkrClientKID=.+', 'SkrClientMAAEndpoint=[A-Za-z0-9.-]+'];
-
-/** Mounts the virtual node gives every container (from the pod's emptyDir sandbox). */
-const VN2_MOUNTS: PolicyMount[] = [
-  sandboxMount('/etc/resolv.conf', 'rw'),
-  sandboxMount('/var/run/secrets/kubernetes.io/serviceaccount', 'ro'),
-  sandboxMount('/etc/hosts', 'rw'),
-  sandboxMount('/dev/termination-log', 'rw'),
-  sandboxMount('/etc/hostname', 'rw'),
-];
-
-/** The sandbox-wide switches: stdio and properties allowed, env dropping on (platform env). */
-const SWITCHES: ReadonlyArray<[string, boolean]> = [
-  ['allow_properties_access', true],
-  ['allow_dump_stacks', false],
-  ['allow_runtime_logging', false],
-  ['allow_environment_variable_dropping', true],
-  ['allow_unencrypted_scratch', false],
-  ['allow_capability_dropping', true],
-];
-
-/** Enforcement points bound to the platform framework's rules. */
-const FRAMEWORK_RULES = [
-  'mount_device',
-  'unmount_device',
-  'mount_overlay',
-  'unmount_overlay',
-  'create_container',
-  'exec_in_container',
-  'exec_external',
-  'shutdown_container',
-  'signal_container_process',
-  'plan9_mount',
-  'plan9_unmount',
-  'get_properties',
-  'dump_stacks',
-  'runtime_logging',
-  'load_fragment',
-  'scratch_mount',
-  'scratch_unmount',
-  'rw_mount_device',
-];
-
-function sandboxMount(destination: string, access: 'ro' | 'rw'): PolicyMount {
-  const options = ['rbind', 'rshared', access];
-  return { destination, options, source: 'sandbox:///tmp/atlas/emptydir/.+', type: 'bind' };
-}
 
 /** The policy's container entry for the application image. */
 export function appContainer(input: CcePolicyInput): PolicyContainer {
-  const runtime = input.config.config ?? {};
   const sidecarPatterns = (input.sidecars ?? []).flatMap((s) => s.appEnvPatterns ?? []);
-  const patterns = [...PLATFORM_ENV_PATTERNS, ...SKR_CLIENT_ENV_PATTERNS, ...sidecarPatterns];
-  const imageEnv = (runtime.Env ?? []).map((pattern) => envRule(pattern, 'string'));
-  return {
-    ...containerDefaults(),
-    id: input.image,
+  const skrRules = [...SKR_CLIENT_ENV_PATTERNS, ...sidecarPatterns].map((pattern) =>
+    rule(pattern, 're2', false));
+  const configured = (input.policy?.env ?? []).map((env) =>
+    rule(`${env.name}=${env.value}`, env.strategy, env.required));
+  const volumes = (input.policy?.mounts ?? []).map((m) => ({
+    mountPath: m.mountPath, readOnly: m.readOnly,
+  }));
+
+  return userContainer({
     name: APP_CONTAINER_NAME,
-    layers: [...input.layerHashes],
-    command: commandOf(input.image, input.config),
-    env_rules: [
-      ...imageEnv,
-      envRule('TERM=xterm', 'string'),
-      ...patterns.map((pattern) => envRule(pattern, 're2')),
-    ],
+    image: input.image,
+    config: input.config,
+    layerHashes: input.layerHashes,
+    podEnv: [...skrRules, ...configured],
+    volumes,
+    execProcesses: (input.policy?.execProcesses ?? []).map((exec) => ({
+      command: [...exec.command], signals: [...exec.signals],
+    })),
+    workloadIdentity: input.workloadIdentity ?? false,
+  });
+}
+
+/** The policy's container entry for a sidecar: its own image, the variables the pod sets. */
+export function sidecarContainer(
+  sidecar: PolicySidecar,
+  workloadIdentity = false,
+): PolicyContainer {
+  return userContainer({
+    name: sidecar.name,
+    image: sidecar.image,
+    config: sidecar.config,
+    layerHashes: sidecar.layerHashes,
+    podEnv: sidecar.env.map(({ name, value }) => rule(`${name}=${value}`, 'string', false)),
+    volumes: [],
+    execProcesses: [],
+    workloadIdentity,
+  });
+}
+
+/** A pod container as confcom assembles it from the pod spec and the image config. */
+interface UserContainerSpec {
+  name: string;
+  image: string;
+  config: ImageConfigLike;
+  layerHashes: readonly string[];
+  /** Rules for the variables the pod spec sets, in pod order. */
+  podEnv: EnvRule[];
+  volumes: NamedMount[];
+  execProcesses: ExecProcess[];
+  workloadIdentity: boolean;
+}
+
+function userContainer(spec: UserContainerSpec): PolicyContainer {
+  const runtime = spec.config.config ?? {};
+  const identityEnv = spec.workloadIdentity ? WORKLOAD_IDENTITY_ENV_RULES.map(named) : [];
+  const ownEnv = withImageEnv([...spec.podEnv, ...identityEnv], runtime.Env ?? []);
+  const identityMounts = spec.workloadIdentity ? WORKLOAD_IDENTITY_MOUNTS : [];
+
+  return {
+    allow_elevated: false,
+    allow_stdio_access: true,
+    capabilities: capabilitySets([...UNPRIVILEGED_CAPABILITIES].sort()),
+    command: commandOf(spec.image, spec.config),
+    env_rules: withInjected(ownEnv, [...INJECTED_ENV_RULES, ...VIRTUAL_NODE_ENV_RULES]),
+    exec_processes: spec.execProcesses,
+    id: spec.image,
+    layers: [...spec.layerHashes],
+    mounts: mountsOf([...identityMounts, ...spec.volumes]),
+    name: spec.name,
+    no_new_privileges: false,
+    seccomp_profile_sha256: '',
+    signals: signalsOf(spec.image, runtime.StopSignal),
+    user: policyUser(runtime.User),
     working_dir: runtime.WorkingDir || '/',
-    mounts: VN2_MOUNTS.map((mount) => ({ ...mount, options: [...mount.options] })),
-    user: userRule(runtime.User),
   };
 }
 
-/**
- * The policy's container entry for a sidecar: its image's command, Env and user, the
- * variables the pod spec sets on it as literal rules, and what the platform injects.
- */
-export function sidecarContainer(sidecar: PolicySidecar): PolicyContainer {
-  const runtime = sidecar.config.config ?? {};
-  const imageEnv = (runtime.Env ?? []).map((pattern) => envRule(pattern, 'string'));
-  const podEnv = sidecar.env.map(({ name, value }) => envRule(`${name}=${value}`, 'string'));
+/** The pause container every pod sandbox starts first, as confcom's configuration lists it. */
+export function pauseContainer(): PolicyContainer {
   return {
-    ...containerDefaults(),
-    id: sidecar.image,
-    name: sidecar.name,
-    layers: [...sidecar.layerHashes],
-    command: commandOf(sidecar.image, sidecar.config),
+    allow_elevated: false,
+    allow_stdio_access: true,
+    capabilities: capabilitySets([...UNPRIVILEGED_CAPABILITIES]),
+    command: ['/pause'],
     env_rules: [
-      ...imageEnv,
-      ...podEnv,
-      envRule('TERM=xterm', 'string'),
-      ...PLATFORM_ENV_PATTERNS.map((pattern) => envRule(pattern, 're2')),
+      rule('PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'string', true),
+      rule('TERM=xterm', 'string', false),
     ],
-    working_dir: runtime.WorkingDir || '/',
-    mounts: VN2_MOUNTS.map((mount) => ({ ...mount, options: [...mount.options] })),
-    user: userRule(runtime.User),
+    exec_processes: [],
+    layers: [PAUSE_LAYER],
+    mounts: [],
+    name: 'pause-container',
+    no_new_privileges: false,
+    seccomp_profile_sha256: '',
+    signals: [...DEFAULT_SIGNALS],
+    user: policyUser(undefined),
+    working_dir: '/',
   };
 }
 
@@ -264,74 +260,94 @@ function commandOf(image: string, config: ImageConfigLike): string[] {
   return command;
 }
 
-/** The pause container every pod sandbox starts first. */
-export function pauseContainer(): PolicyContainer {
+/** The pod's rules, then each image `Env` entry whose name the pod does not set. */
+function withImageEnv(podEnv: EnvRule[], imageEnv: readonly string[]): EnvRule[] {
+  const podNames = new Set(podEnv.map((env) => nameOf(env.pattern)));
+  const fromImage = imageEnv
+    .filter((entry) => !podNames.has(nameOf(entry)))
+    .map((entry) => rule(entry.includes('=') ? entry : `${entry}=`, 'string', false));
+  return [...podEnv, ...fromImage];
+}
+
+/** Appends each injected rule unless a rule for that name is already listed. */
+function withInjected(own: EnvRule[], injected: readonly NamedEnvRule[]): EnvRule[] {
+  const names = new Set(own.map((env) => nameOf(env.pattern)));
+  const extra = injected.filter((env) => !names.has(env.name)).map(named);
+  return [...own, ...extra];
+}
+
+function nameOf(pattern: string): string {
+  const equals = pattern.indexOf('=');
+  return equals < 0 ? pattern : pattern.slice(0, equals);
+}
+
+function named(env: NamedEnvRule): EnvRule {
+  return rule(`${env.name}=${env.value}`, env.strategy, env.required);
+}
+
+function rule(pattern: string, strategy: EnvRule['strategy'], required: boolean): EnvRule {
+  return { pattern, required, strategy };
+}
+
+/** Own mounts first, the resolv.conf default unless taken, then the virtual node's. */
+function mountsOf(own: readonly NamedMount[]): PolicyMount[] {
+  const paths = new Set(own.map((m) => m.mountPath));
+  const defaults = VIRTUAL_NODE_USER_MOUNTS.filter((m) => !paths.has(m.mountPath));
+  return [...own, ...defaults, ...VIRTUAL_NODE_MOUNTS].map(bindMount);
+}
+
+function bindMount(mount: NamedMount): PolicyMount {
   return {
-    ...containerDefaults(),
-    id: 'pause',
-    name: 'pause-container',
-    layers: [PAUSE_LAYER],
-    command: ['/pause'],
-    env_rules: [
-      { ...envRule(DEFAULT_PATH, 'string'), required: true },
-      envRule('TERM=xterm', 'string'),
-    ],
-    working_dir: '/',
-    mounts: [],
-    user: userRule(undefined),
+    destination: mount.mountPath,
+    options: ['rbind', 'rshared', mount.readOnly ? 'ro' : 'rw'],
+    source: EMPTY_DIR_SOURCE,
+    type: 'bind',
   };
 }
 
-function containerDefaults(): Omit<
-  PolicyContainer,
-  'id' | 'name' | 'layers' | 'command' | 'env_rules' | 'working_dir' | 'mounts' | 'user'
-> {
-  const capabilities = [...UNPRIVILEGED_CAPABILITIES];
+/**
+ * The image's `StopSignal` as the only signal, else SIGKILL and SIGTERM. Names are looked up
+ * as confcom does (any case). NOTE: confcom copies a number, or a name it does not know (e.g.
+ * `SIGRTMIN+3`), into the policy as a string, which the platform cannot match; ccpipe writes a
+ * number as a number and refuses an unknown name.
+ */
+function signalsOf(image: string, stopSignal: unknown): number[] {
+  if (stopSignal === undefined || stopSignal === null || stopSignal === '') {
+    return [...DEFAULT_SIGNALS];
+  }
+
+  const text = String(stopSignal);
+  const number = /^[0-9]+$/.test(text) ? Number(text) : SIGNAL_NUMBERS[text.toUpperCase()];
+  if (number === undefined || number < 1 || number > 31) {
+    const message = `image ${image}: config.StopSignal ${JSON.stringify(text)} is not a signal`;
+    throw new CcpipeError('INVALID_INPUT', message);
+  }
+  return [number];
+}
+
+function capabilitySets(capabilities: string[]): PolicyContainer['capabilities'] {
   return {
-    exec_processes: [],
-    signals: [...STOP_SIGNALS],
-    allow_elevated: false,
-    allow_stdio_access: true,
-    no_new_privileges: false,
-    capabilities: {
-      ambient: [],
-      bounding: capabilities,
-      effective: [...capabilities],
-      inheritable: [],
-      permitted: [...capabilities],
-    },
-    seccomp_profile_sha256: '',
+    ambient: [],
+    bounding: [...capabilities],
+    effective: [...capabilities],
+    inheritable: [],
+    permitted: [...capabilities],
   };
-}
-
-function envRule(pattern: string, strategy: EnvRule['strategy']): EnvRule {
-  return { pattern, strategy, required: false };
-}
-
-/** Image `User` (`user[:group]`, names or numeric ids) as policy matchers; empty = any. */
-function userRule(user: string | undefined): PolicyContainer['user'] {
-  const [name = '', group = ''] = (user ?? '').split(':', 2);
-  return {
-    user_idname: idName(name),
-    group_idnames: [idName(group)],
-    umask: '0022',
-  };
-}
-
-function idName(value: string): IdName {
-  if (value === '') return { pattern: '', strategy: 'any' };
-  return { pattern: value, strategy: /^\d+$/.test(value) ? 'id' : 'name' };
 }
 
 /**
  * Renders the complete policy text for a pod running one application container and its
- * sidecars. The application container comes first, then the sidecars sorted by name, then the
- * pause container, as confcom writes the pod's containers before the pause container.
+ * sidecars: the application, the sidecars by name (render's pod order), the pause container.
  */
 export function buildCcePolicy(input: CcePolicyInput): string {
   const sidecars = sortedSidecars(input.sidecars ?? []);
-  const containers = [appContainer(input), ...sidecars.map(sidecarContainer), pauseContainer()];
-  return renderPolicyText([INFRA_FRAGMENT], containers);
+  const identity = input.workloadIdentity ?? false;
+  const containers = [
+    appContainer(input),
+    ...sidecars.map((sidecar) => sidecarContainer(sidecar, identity)),
+    pauseContainer(),
+  ];
+  return renderPolicyText(containers);
 }
 
 /** Sidecars by name; duplicate names, or the app's name, are refused. */
@@ -347,19 +363,38 @@ function sortedSidecars(sidecars: readonly PolicySidecar[]): PolicySidecar[] {
   return [...sidecars].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
-function renderPolicyText(fragments: unknown[], containers: PolicyContainer[]): string {
-  const switches = SWITCHES.map(([name, value]) => `${name} := ${String(value)}`);
+/** confcom's Linux policy template, filled in as confcom fills it. */
+function renderPolicyText(containers: PolicyContainer[]): string {
+  const switches = SWITCHES.map(([name, value]) => `${name} := ${pythonIndentedJson(value)}`);
   const bindings = FRAMEWORK_RULES.map((rule) => `${rule} := data.framework.${rule}`);
   const sections = [
     'package policy',
     'import future.keywords.every\nimport future.keywords.in',
-    `api_version := ${JSON.stringify(POLICY_API_VERSION)}\n` +
-      `framework_version := ${JSON.stringify(POLICY_FRAMEWORK_VERSION)}`,
-    `fragments := ${prettyCanonicalJson(fragments)}`,
-    `containers := ${prettyCanonicalJson(containers)}`,
+    `api_version := ${pythonIndentedJson(POLICY_API_VERSION)}\n` +
+      `framework_version := ${pythonIndentedJson(POLICY_FRAMEWORK_VERSION)}`,
+    `fragments := ${pythonIndentedJson([INFRA_FRAGMENT])}`,
+    `containers := ${pythonCompactJson(containers)}`,
     switches.join('\n'),
     bindings.join('\n'),
     'reason := {"errors": data.framework.errors}',
   ];
-  return sections.join('\n\n') + '\n';
+  return sections.join('\n\n');
+}
+
+/**
+ * The `containers` of a policy text this module wrote, or undefined when the text has none
+ * (render uses it to see what a run's policy admits).
+ */
+export function policyContainers(policyText: string): PolicyContainer[] | undefined {
+  const marker = '\ncontainers := ';
+  const start = policyText.indexOf(marker);
+  if (start < 0) return undefined;
+
+  const line = policyText.slice(start + marker.length).split('\n', 1)[0] as string;
+  try {
+    const value: unknown = JSON.parse(line);
+    return Array.isArray(value) ? (value as PolicyContainer[]) : undefined;
+  } catch {
+    return undefined;
+  }
 }

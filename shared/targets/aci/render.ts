@@ -11,11 +11,21 @@
  * NOTE: a sidecar configured after the run was measured (e.g. a redeploy of an older run) is
  * not rendered, since the run's policy would refuse it; such pods cannot release keys until a
  * new run measures the sidecar.
+ *
+ * The `policy` section of the workload config adds variables (`string` rules) and `emptyDir`
+ * volumes to the application container. Like the sidecar, each is rendered only when the run's
+ * policy admits it, so a config changed after measuring cannot produce a pod the policy
+ * refuses; the change applies from the next run.
+ * NOTE: the workload identity label follows the current workload config. The policy admits
+ * the variables and token mount its webhook injects only when `serviceAccount.clientId` was
+ * set when the run was measured, so a client id added later needs a new run before such pods
+ * start.
  */
 import { CcpipeError } from '../../errors.js';
 import type { KubernetesObject } from '../../deploy/yaml.js';
 import type { RenderInput } from '../target.js';
-import { APP_CONTAINER_NAME } from './policy.js';
+import { APP_CONTAINER_NAME, policyContainers, type PolicyContainer } from './policy.js';
+import type { PolicyConfig } from './policy-config.js';
 import { akvEndpointOf, SKR_CONTAINER_NAME, skrSidecarEnv } from './skr.js';
 import { DEFAULT_WORKLOAD, type WorkloadConfig } from '../../deploy/workload.js';
 
@@ -133,7 +143,10 @@ const SKR_RESOURCES = { cpu: '250m', memory: '256Mi' };
 function podSpec(input: RenderInput): Record<string, unknown> {
   const workload = input.workload ?? DEFAULT_WORKLOAD;
   const resources = { ...workload.resources };
-  const sidecar = measuredSidecar(input);
+  const admitted = policyContainers(input.measurement.policyText) ?? [];
+  const sidecar = measuredSidecar(input, admitted);
+  const app = admitted.find((container) => container.name === APP_CONTAINER_NAME);
+  const volumes = measuredVolumes(workload.policy, app);
   return {
     ...(workload.serviceAccount ? { serviceAccountName: workload.serviceAccount.name } : {}),
     nodeSelector: { virtualization: 'virtualnode2' },
@@ -149,11 +162,42 @@ function podSpec(input: RenderInput): Record<string, unknown> {
         ...(workload.ports.length > 0
           ? { ports: workload.ports.map((port) => ({ containerPort: port, protocol: 'TCP' })) }
           : {}),
-        env: appEnv(input, sidecar !== undefined),
+        env: [...appEnv(input, sidecar !== undefined), ...measuredEnv(workload.policy, app)],
+        ...(volumes.length > 0
+          ? {
+              volumeMounts: volumes.map(({ name, mountPath, readOnly }) =>
+                ({ name, mountPath, readOnly })),
+            }
+          : {}),
       },
       ...(sidecar ? [skrContainer(sidecar)] : []),
     ],
+    ...(volumes.length > 0
+      ? { volumes: volumes.map(({ name }) => ({ name, emptyDir: {} })) }
+      : {}),
   };
+}
+
+/** The configured literal variables the measured application container admits. */
+function measuredEnv(
+  policy: PolicyConfig | undefined,
+  app: PolicyContainer | undefined,
+): Array<{ name: string; value: string }> {
+  const admitted = new Set(
+    (app?.env_rules ?? []).filter((r) => r.strategy === 'string').map((r) => r.pattern),
+  );
+  return (policy?.env ?? [])
+    .filter((env) => env.strategy === 'string' && admitted.has(`${env.name}=${env.value}`))
+    .map(({ name, value }) => ({ name, value }));
+}
+
+/** The configured volumes the measured application container may mount, as configured. */
+function measuredVolumes(policy: PolicyConfig | undefined, app: PolicyContainer | undefined) {
+  const admitted = new Map((app?.mounts ?? []).map((m) => [m.destination, m.options]));
+  return (policy?.mounts ?? []).filter((mount) => {
+    const options = admitted.get(mount.mountPath);
+    return options !== undefined && options.includes(mount.readOnly ? 'ro' : 'rw');
+  });
 }
 
 /** Key release client settings; the Key Vault host only beside a sidecar, for a vault key. */
@@ -167,11 +211,10 @@ function appEnv(input: RenderInput, withSidecar: boolean): Array<{ name: string;
 }
 
 /** The configured sidecar image, when the measured policy lists it as a container id. */
-function measuredSidecar(input: RenderInput): string | undefined {
+function measuredSidecar(input: RenderInput, admitted: PolicyContainer[]): string | undefined {
   const image = input.sidecar?.image;
   if (image === undefined) return undefined;
-  const listed = input.measurement.policyText.includes(`"id": ${JSON.stringify(image)}`);
-  return listed ? image : undefined;
+  return admitted.some((container) => container.id === image) ? image : undefined;
 }
 
 function skrContainer(image: string): Record<string, unknown> {
