@@ -8,7 +8,7 @@
  * | `convert`     | `ccpipe.convert`     | ingest            | convert    |
  * | `encrypt`     | `ccpipe.encrypt`     | convert           | encrypt    |
  * | `register`    | `ccpipe.register`    | encrypt           | register   |
- * | `deployments` | `ccpipe.deployment`  | register          | deploy     |
+ * | `deployments` | `ccpipe.deployment`  | register, redeploy (one per cluster) | deploy |
  * | `redeploy-requests` | `ccpipe.redeploy` | `POST /api/redeploy`, operators | redeploy |
  */
 import { showValue } from '../show.js';
@@ -54,8 +54,14 @@ export interface DeploymentMessage {
   image: string;
   measurement: string;
   key: { id: string; version: string };
-  /** The cluster to deploy to; each cluster's deployer subscribes to its own. */
+  /**
+   * The cluster to deploy to (a `CCPIPE_CLUSTER_NAME`): one message per target cluster, each
+   * routed by the application property `cluster` to that cluster's deployer only. Absent in
+   * messages from before clusters could be chosen: the receiving deployer's own cluster.
+   */
   cluster?: string;
+  /** Set for a redeploy (`POST /api/redeploy`): its id, 32 hex, derived from run and key. */
+  redeploy?: string;
 }
 
 /**
@@ -70,6 +76,8 @@ export interface RedeployRequest {
   application: string;
   /** Manifest digest of the pushed image; the latest deployed run when absent. */
   digest?: string;
+  /** One cluster of the run to redeploy to; every cluster the run deploys to when absent. */
+  cluster?: string;
   reason: string;
 }
 
@@ -81,6 +89,8 @@ export type MessageType = QueueMessage['type'];
 
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
 const RUN_ID = /^[a-f0-9]{32}$/;
+const REDEPLOY_ID = /^[a-f0-9]{32}$/;
+const CLUSTER = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const MAX_MESSAGE_BYTES = 64 * 1024;
 
 /** Parses an untrusted queue body into a message of the expected type, or a clear error. */
@@ -125,7 +135,8 @@ function deployment(value: Record<string, unknown>): DeploymentMessage {
     image,
     measurement: string(value.measurement, 'measurement'),
     key: { id: string(key.id, 'key.id'), version: string(key.version, 'key.version') },
-    ...(value.cluster === undefined ? {} : { cluster: string(value.cluster, 'cluster') }),
+    ...(value.cluster === undefined ? {} : { cluster: clusterName(value.cluster) }),
+    ...(value.redeploy === undefined ? {} : { redeploy: redeployId(value.redeploy) }),
   };
 }
 
@@ -145,7 +156,22 @@ function redeploy(value: Record<string, unknown>): RedeployRequest {
     if (!DIGEST.test(digest)) throw invalid('digest', `is not a sha256 digest: ${show(digest)}`);
     request.digest = digest;
   }
+  if (value.cluster !== undefined) request.cluster = clusterName(value.cluster);
   return request;
+}
+
+function clusterName(value: unknown): string {
+  const name = string(value, 'cluster');
+  if (!CLUSTER.test(name)) {
+    throw invalid('cluster', `must be a cluster name (a DNS-1123 label), got ${show(name)}`);
+  }
+  return name;
+}
+
+function redeployId(value: unknown): string {
+  const id = string(value, 'redeploy');
+  if (!REDEPLOY_ID.test(id)) throw invalid('redeploy', `must be 32 hex characters: ${show(id)}`);
+  return id;
 }
 
 function source(value: unknown): SourceImage {

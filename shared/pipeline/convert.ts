@@ -10,6 +10,7 @@ import { createGunzip } from 'node:zlib';
 import { PassThrough, type Readable } from 'node:stream';
 import { QUEUES, type StageMessage } from '../contracts/index.js';
 import { CcpipeError } from '../errors.js';
+import { failpoint } from '../failpoints.js';
 import type { Logger } from '../log.js';
 import type { Descriptor, ImageManifest } from '../oci/manifest.js';
 import * as MT from '../oci/media-types.js';
@@ -23,7 +24,9 @@ import type { Services } from './services.js';
 import type { StageDefinition } from './stage-runner.js';
 import { encryptedReference, outputReference, sourceReference } from './references.js';
 import { savePolicy } from './artefacts.js';
+import { loadWorkload } from './deploy.js';
 import { ensureBlobs } from './blobs.js';
+import { BlobLayerRootCache } from './layer-root-cache.js';
 
 export function convertStage(services: Services): StageDefinition {
   return {
@@ -47,6 +50,7 @@ async function convertImage(services: Services, run: RunRecord, log: Logger): Pr
 
   const dst = outputReference(run.source, config.outputSuffix);
   await ensureBlobs(registry, src, dst, image.manifest.layers, log);
+  failpoint('convert.blobs.copied');
 
   const newConfig = target.convertConfig(image.config, run.source.digest);
   const configBytes = Buffer.from(JSON.stringify(newConfig));
@@ -69,7 +73,9 @@ async function convertImage(services: Services, run: RunRecord, log: Logger): Pr
       open: () => openLayerTar(registry, dst, layer),
     })),
     concurrency: config.layerConcurrency,
+    layerRootCache: new BlobLayerRootCache(services.artefacts),
     keyReleaseSidecar: await sidecarToMeasure(registry, config.skrSidecarImage, log),
+    ...(await policyInputs(services, run)),
   });
   const policyDigest = await savePolicy(services, measurement.policyText);
   log.info('measurement computed', { measurement: measurement.value, policyDigest });
@@ -85,6 +91,15 @@ async function convertImage(services: Services, run: RunRecord, log: Logger): Pr
       layerHashes: measurement.layerHashes,
       policyDigest,
     },
+  };
+}
+
+/** The application's policy additions and workload identity, measured with its image. */
+async function policyInputs(services: Services, run: RunRecord) {
+  const workload = await loadWorkload(services, run.application);
+  return {
+    policy: workload.policy,
+    workloadIdentity: workload.serviceAccount?.clientId !== undefined,
   };
 }
 

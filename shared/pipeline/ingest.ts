@@ -6,6 +6,7 @@
 import { traceparentFor } from '../adapters/bus.js';
 import { QUEUES, type SourceImage, type StageMessage } from '../contracts/index.js';
 import { CcpipeError, isCcpipeError } from '../errors.js';
+import { failpoint } from '../failpoints.js';
 import {
   abuseProtectionResponse,
   checkWebhookSecret,
@@ -17,7 +18,8 @@ import type { Logger } from '../log.js';
 import { deriveRunId } from '../runs/run-id.js';
 import { applicationOf, STAGES, type RunRecord } from '../runs/run-record.js';
 import type { Services } from './services.js';
-import { deploymentFor } from './deploy.js';
+import { resendDeployments } from './deploy-messages.js';
+import { reopenClusters } from '../runs/cluster-deploys.js';
 
 export interface WebhookRequest {
   method: string;
@@ -72,7 +74,13 @@ export async function handleRegistryWebhook(
   }
 
   const runs: StartedRun[] = [];
-  for (const event of parsed.events) runs.push(await startRun(services, event, log));
+  try {
+    for (const event of parsed.events) runs.push(await startRun(services, event, log));
+  } catch (err) {
+    if (!isCcpipeError(err) || err.code !== 'CONFLICT') throw err;
+    log.warn('webhook call refused for now: a run is still being started', { reason: err.message });
+    return { status: 503, headers: { 'retry-after': '5' }, jsonBody: { error: err.message } };
+  }
   for (const ignored of parsed.ignored) log.debug('event ignored', { ...ignored });
   return { status: 202, jsonBody: { runs, ignored: parsed.ignored.length } };
 }
@@ -135,6 +143,7 @@ export async function startRun(
 
   const created = await services.runs.create(newRun(runId, source, config, event.eventId));
   if (created) {
+    failpoint('ingest.run.created');
     await sendConvert(services, runId, source);
     runLog.info('run started');
     return { runId, reference, duplicate: false };
@@ -144,8 +153,13 @@ export async function startRun(
   return { runId, reference, duplicate: true };
 }
 
-/** How long the worker that created a run has to send its convert message. */
-const SEND_GRACE_MS = 30_000;
+/**
+ * How long the worker that created a run has to send its convert message (one queue put).
+ * Short, because until it ends a redelivered event is refused (see `resendIfLost`), which
+ * holds up a registry's later notifications; a live creator that is slower than this only
+ * causes a duplicate convert message, which the stage's claim drops.
+ */
+const SEND_GRACE_MS = 5_000;
 
 /**
  * The run exists. A failed run is reopened and started again (a push after a fix retries it).
@@ -164,10 +178,17 @@ async function resendIfLost(services: Services, runId: string, source: SourceIma
     return;
   }
 
-  const creatorHadTime = Date.now() - Date.parse(run.createdAt) > SEND_GRACE_MS;
-  if (run.convertQueuedAt || !creatorHadTime) {
+  const age = Date.now() - Date.parse(run.createdAt);
+  if (run.convertQueuedAt) {
     log.info('duplicate push event; run already exists', { status: run.status });
     return;
+  }
+  if (age <= SEND_GRACE_MS) {
+    // The creator may still send it, or may have died first: acknowledging this delivery
+    // would then lose the run, as nothing else sends that message. Refused for now, the event
+    // comes again (registries and Event Grid retry) and, after the grace, its retry sends it.
+    throw new CcpipeError('CONFLICT', `run ${runId} was created ${age} ms ago and its convert ` +
+      'message is not sent yet; deliver the event again later');
   }
   log.warn('run exists but its convert message was never sent; sending it now');
   await sendConvert(services, runId, source);
@@ -181,10 +202,10 @@ async function resume(services: Services, run: RunRecord, source: SourceImage): 
   const stage = STAGES.find((s) => run.stages[s]?.status !== 'done') ?? 'convert';
   if (stage === 'convert') return sendConvert(services, run.runId, source);
 
+  if (stage === 'deploy') return resendDeployments(services, run, `-resume-${Date.now()}`);
+
   const messageId = `${run.runId}-${stage}-resume-${Date.now()}`;
-  const message = stage === 'deploy'
-    ? { queue: QUEUES.deployments, body: deploymentFor(services, run) }
-    : { queue: QUEUES[stage], body: stageMessage(stage, run.runId, source) };
+  const message = { queue: QUEUES[stage], body: stageMessage(stage, run.runId, source) };
   const outgoing = { messageId, correlationId: run.runId, body: message.body };
   await services.bus.send(message.queue, outgoing);
 }
@@ -204,6 +225,7 @@ async function reopen(services: Services, runId: string): Promise<RunRecord> {
     for (const stage of STAGES) {
       if (run.stages[stage]?.status !== 'done') delete run.stages[stage];
     }
+    reopenClusters(run);
     return run;
   });
 }

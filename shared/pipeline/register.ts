@@ -2,10 +2,11 @@
  * Register: bind the measurement to the application's key (its release policy now demands the
  * new measurement, keeping the previous ones so rollbacks still work), append a record to the
  * tamper-evident ledger and attach the measurement record to the encrypted image as an OCI
- * referrer. Then send the deployment message. Every step is idempotent per run.
+ * referrer. Fix where the run deploys (the clusters of the application's workload config), then
+ * send one deployment message per cluster. Every step is idempotent per run.
  */
-import { QUEUES } from '../contracts/index.js';
 import { CcpipeError } from '../errors.js';
+import { failpoint } from '../failpoints.js';
 import type { Logger } from '../log.js';
 import { addMeasurement } from '../attestation/release-policy.js';
 import { appendRecord, type LedgerRecord } from '../attestation/ledger.js';
@@ -17,7 +18,9 @@ import type { RunOutputs, RunRecord } from '../runs/run-record.js';
 import { getTarget } from '../targets/index.js';
 import { LEDGER_BLOB, type Services } from './services.js';
 import type { StageDefinition } from './stage-runner.js';
-import { deploymentFor, loadWorkload } from './deploy.js';
+import { loadWorkload } from './deploy.js';
+import { deploymentMessages } from './deploy-messages.js';
+import { clusterTargets } from '../deploy/clusters.js';
 import { withBlobLock } from './lock.js';
 import { keyNameFor } from '../names.js';
 
@@ -25,7 +28,7 @@ import { keyNameFor } from '../names.js';
 export function registerStage(services: Services): StageDefinition {
   return {
     work: (run, log) => registerMeasurement(services, run, log),
-    next: (run) => ({ queue: QUEUES.deployments, body: deploymentFor(services, run) }),
+    next: (run) => deploymentMessages(services.config, run),
   };
 }
 
@@ -60,6 +63,7 @@ async function registerMeasurement(
       return services.keys.setReleasePolicy(run.application, policy);
     });
   log.info('release policy updated', { keyId: key.id, keyVersion: key.version });
+  failpoint('register.policy.set');
 
   await services.ledger.createIfNotExists();
   const record = await appendRecord(services.ledger.getAppendBlobClient(LEDGER_BLOB), {
@@ -83,11 +87,14 @@ async function registerMeasurement(
   });
 
   const workload = await loadWorkload(services, run.application);
+  const { clusterName: cluster, namespace } = services.config;
+  const clusters = clusterTargets(workload, { cluster, namespace });
+  log.info('run placed', { clusters: clusters.map((c) => `${c.name}/${c.namespace}`) });
   return {
     key: { id: key.id, version: key.version },
     ledger: { index: record.index, hash: record.hash },
     referrer: { digest: referrer.digest },
-    placement: { namespace: workload.namespace ?? services.config.namespace },
+    placement: { namespace: clusters[0]?.namespace ?? namespace, clusters },
   };
 }
 

@@ -115,7 +115,7 @@ function createCluster(config: Config, credential: TokenCredential, log: Logger)
   if (config.kubeconfigPath) {
     return KubernetesCluster.fromKubeconfigFile(config.kubeconfigPath, options);
   }
-  return new LocalCluster(join(config.dataDir, 'deployments'));
+  return new LocalCluster(join(config.dataDir, 'deployments'), config.clusterName);
 }
 
 /** A cluster that leaves Namespace objects out: ccpipe may not create namespaces there. */

@@ -6,6 +6,7 @@
 import { traceparentFor } from '../adapters/bus.js';
 import type { QueueName, PipelineMessage } from '../contracts/index.js';
 import { CcpipeError, describeError } from '../errors.js';
+import { failpoint } from '../failpoints.js';
 import type { Logger } from '../log.js';
 import type { RunOutputs, RunRecord, StageName } from '../runs/run-record.js';
 import { STAGES } from '../runs/run-record.js';
@@ -14,13 +15,15 @@ import type { Services } from './services.js';
 export interface NextMessage {
   queue: QueueName;
   body: PipelineMessage;
+  /** Deterministic id when a stage sends several messages; `<runId>-<stage>-next` if absent. */
+  messageId?: string;
 }
 
 export interface StageDefinition {
   /** Does the stage's work; everything it pushes or writes is content-addressed. */
   work(run: RunRecord, log: Logger): Promise<RunOutputs>;
-  /** The message that starts the next stage, computed from the finished run. */
-  next?(run: RunRecord): NextMessage;
+  /** The messages that start the next stage (one per cluster for deploy), from the run. */
+  next?(run: RunRecord): NextMessage | NextMessage[];
 }
 
 export interface StageInvocation {
@@ -60,9 +63,11 @@ export async function runStage(
     await recordFailure(services, invocation, err).catch(() => undefined);
     throw err;
   }
+  failpoint('stage.work.done', stage);
 
   const run = await recordSuccess(services, invocation, outputs, Date.now() - started);
-  if (definition.next) await sendNext(services, runId, stage, definition.next(run));
+  failpoint('stage.recorded', stage);
+  for (const next of nextMessages(definition, run)) await sendNext(services, runId, stage, next);
   log.info('stage done', { durationMs: Date.now() - started });
   if (run.status === 'succeeded') {
     const reference = `${run.source.registry}/${run.source.repository}@${run.source.digest}`;
@@ -71,8 +76,9 @@ export async function runStage(
 }
 
 /**
- * A duplicate of a finished stage's message. If the next stage never started, the previous
- * worker died between recording success and sending on: send the next message now.
+ * A duplicate of a finished stage's message. If the next stage never started (for deploy: on
+ * some cluster), the previous worker died between recording success and sending on: send
+ * those messages now.
  */
 async function resendIfLost(
   services: Services,
@@ -82,13 +88,31 @@ async function resendIfLost(
   log: Logger,
 ): Promise<void> {
   const following = STAGES[STAGES.indexOf(stage) + 1];
-  if (!definition.next || !following || run.stages[following]) {
+  const lost = following
+    ? nextMessages(definition, run).filter((next) => !started(run, following, next))
+    : [];
+  if (lost.length === 0) {
     log.info('stage already done; duplicate message dropped');
     return;
   }
 
-  log.warn('stage was done but the next stage never started; sending it again');
-  await sendNext(services, run.runId, stage, definition.next(run));
+  log.warn('stage was done but the next stage never started; sending it again', {
+    messages: lost.length,
+  });
+  for (const next of lost) await sendNext(services, run.runId, stage, next);
+}
+
+function nextMessages(definition: StageDefinition, run: RunRecord): NextMessage[] {
+  const next = definition.next?.(run);
+  return next === undefined ? [] : Array.isArray(next) ? next : [next];
+}
+
+/** Whether the stage a message starts has begun: for a deployment, on its cluster. */
+function started(run: RunRecord, following: StageName, next: NextMessage): boolean {
+  if (next.body.type !== 'ccpipe.deployment' || next.body.cluster === undefined) {
+    return run.stages[following] !== undefined;
+  }
+  return run.clusters?.[next.body.cluster] !== undefined;
 }
 
 /** How long a claim holds before another delivery may assume its worker died. */
@@ -156,7 +180,7 @@ async function sendNext(
   next: NextMessage,
 ): Promise<void> {
   await services.bus.send(next.queue, {
-    messageId: `${runId}-${stage}-next`,
+    messageId: next.messageId ?? `${runId}-${stage}-next`,
     correlationId: runId,
     body: next.body,
     traceparent: traceparentFor(runId),

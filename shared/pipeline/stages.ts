@@ -2,11 +2,15 @@
  * Entry points for the queue-triggered stages: parse the message, run the stage, and, when a
  * message is given up on, record the run as failed with the reason.
  */
-import { parseMessage, type PipelineMessage } from '../contracts/index.js';
+import {
+  parseMessage,
+  type DeploymentMessage,
+  type PipelineMessage,
+} from '../contracts/index.js';
 import type { Logger } from '../log.js';
 import type { StageName } from '../runs/run-record.js';
 import { convertStage } from './convert.js';
-import { deployStage } from './deploy.js';
+import { deployToCluster, handlePoisonedDeployment } from './cluster-deploy.js';
 import { encryptStage } from './encrypt.js';
 import { registerStage } from './register.js';
 import type { Services } from './services.js';
@@ -42,7 +46,7 @@ export async function handleStageMessage(
     case 'ccpipe.register':
       return runStage(services, invocation, registerStage(services));
     case 'ccpipe.deployment':
-      return runStage(services, invocation, deployStage(services, message));
+      return deployToCluster(services, message, { messageId, log });
   }
 }
 
@@ -54,6 +58,9 @@ export async function handlePoisonedMessage(
   reason: string,
   log: Logger,
 ): Promise<void> {
+  const deployment = stage === 'deploy' ? deploymentOf(body) : undefined;
+  if (deployment) return handlePoisonedDeployment(services, deployment, reason, log);
+
   const runId = runIdOf(body);
   if (!runId) {
     log.warn('poisoned message names no run', { stage, reason });
@@ -61,6 +68,15 @@ export async function handlePoisonedMessage(
   }
   await markRunFailed(services, runId, stage, reason);
   log.error('run failed', { runId, stage, reason });
+}
+
+/** The deployment message in a body, if it is one (the cluster decides what fails). */
+function deploymentOf(body: string): DeploymentMessage | undefined {
+  try {
+    return parseMessage(body, 'ccpipe.deployment');
+  } catch {
+    return undefined;
+  }
 }
 
 function runIdOf(body: string): string | undefined {

@@ -4,7 +4,7 @@
  */
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { workloadCommand } from '../../cli/workload.js';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLocalStack, type LocalStack } from '../../cli/stack/local-stack.js';
 import { buildSampleImage } from '../../cli/stack/sample-image.js';
@@ -126,10 +126,67 @@ describe('redeploy on the local stack', () => {
     const second = await waitForRun(stack.services.runs, runId, 90_000);
 
     expect(second.status).toBe('succeeded');
-    expect(second.outputs.placement).toEqual({ namespace: 'team-api' });
+    expect(second.outputs.placement).toEqual({
+      namespace: 'team-api', clusters: [{ name: 'local', namespace: 'team-api' }],
+    });
     expect(second.outputs.deployment!.path).toContain(`${join('deployments', 'team-api')}`);
     const yaml = await readFile(second.outputs.deployment!.path, 'utf8');
     expect(yaml).toContain('namespace: team-api');
+  }, 120_000);
+
+  it('deploys to every cluster the workload config names; a redeploy to one touches only it',
+    async () => {
+    const file = join(dir.path, 'workload-clusters.json');
+    const clusters = [{ name: 'local' }, { name: 'west', namespace: 'team-west' }];
+    await writeFile(file, JSON.stringify({ version: 1, namespace: 'team-api', clusters }));
+    const io = {
+      stdout: () => undefined, stderr: () => undefined,
+      env: { CCPIPE_STORAGE_CONNECTION_STRING: stack.config.storageConnectionString },
+    };
+    expect(await workloadCommand(['set', run.application, file], io)).toBe(0);
+
+    const image = await buildSampleImage(join(dir.path, 'build3'), 'v3');
+    const digest = await pushLayout(image.layout, 'v3', `${stack.registry}/team/api:v3`, dir.path);
+    const source = { registry: stack.registry, repository: 'team/api', digest };
+    const runId = deriveRunId(source, stack.config.target, stack.config.configVersion);
+    const third = await waitForRun(stack.services.runs, runId, 90_000);
+
+    expect(third.status).toBe('succeeded');
+    expect(third.deploySummary).toBe('deployed to 2 of 2 clusters (local, west)');
+    const local = third.clusters!.local!.deployment!.path;
+    const west = third.clusters!.west!.deployment!.path;
+    const app = basename(dirname(local));
+    const root = join(stack.config.dataDir, 'deployments');
+    expect(local).toBe(join(root, 'team-api', app, `${runId}.yaml`));
+    expect(west).toBe(join(root, '_clusters', 'west', 'team-west', app, `${runId}.yaml`));
+    expect(await readFile(west, 'utf8')).toContain('namespace: team-west');
+    expect(await readFile(local, 'utf8')).toContain('namespace: team-api');
+
+    const yamlIn = async (path: string) =>
+      (await readdir(dirname(path))).filter((f) => f.endsWith('.yaml')).sort();
+    const localBefore = await yamlIn(local);
+    expect(localBefore).toContain(`${runId}.yaml`);
+    const rotated = await stack.services.keys.rotateKey(run.application);
+    const request = { application: run.application, reason: 'west rebuilt', cluster: 'west' };
+    expect((await redeploy(request)).status).toBe(202);
+    expect((await redeploy(request)).status).toBe(202);
+    await until(async () => (await yamlIn(west)).length === 2);
+    await new Promise((r) => setTimeout(r, 1500));
+
+    expect(await yamlIn(local)).toEqual(localBefore);
+    const redeployed = (await yamlIn(west)).filter((f) => f.includes('-redeploy-'));
+    expect(redeployed).toHaveLength(1);
+    const text = await readFile(join(dirname(west), redeployed[0]!), 'utf8');
+    expect(text).toContain(rotated.version);
+
+    const res = await fetch(`${stack.host.url}/api/runs/${runId}`, {
+      headers: { authorization: `Bearer ${SECRET}` },
+    });
+    const shown = await res.json() as RunRecord;
+    expect(shown.clusters?.local?.status).toBe('deployed');
+    expect(shown.clusters?.west).toMatchObject({
+      status: 'deployed', namespace: 'team-west', redeploy: { status: 'deployed' },
+    });
   }, 120_000);
 
   it('refuses a request without the secret or with a malformed body', async () => {
@@ -141,5 +198,9 @@ describe('redeploy on the local stack', () => {
     const badDigest =
       await redeploy({ application: run.application, reason: 'x', digest: 'md5:1' });
     expect(JSON.stringify(badDigest.body)).toMatch(/digest is not a sha256 digest/);
+    const badCluster =
+      await redeploy({ application: run.application, reason: 'x', cluster: '../west' });
+    expect(badCluster.status).toBe(400);
+    expect(JSON.stringify(badCluster.body)).toMatch(/cluster must be a cluster name/);
   });
 });

@@ -1,0 +1,48 @@
+/** The cluster fields of deployment messages and redeploy requests. */
+import { describe, expect, it } from 'vitest';
+import { parseMessage } from '../../shared/contracts/index.js';
+
+const DEPLOYMENT = {
+  version: 1,
+  type: 'ccpipe.deployment',
+  runId: '0123456789abcdef0123456789abcdef',
+  application: '127.0.0.1:5000/team/web',
+  target: 'aci',
+  namespace: 'web',
+  image: `127.0.0.1:5000/team/web-cc@sha256:${'a'.repeat(64)}`,
+  measurement: 'b'.repeat(64),
+  key: { id: 'local:web', version: '1' },
+};
+const REDEPLOY = { version: 1, type: 'ccpipe.redeploy', application: '127.0.0.1:5000/team/web',
+  reason: 'rebuilt' };
+
+function deployment(extra: Record<string, unknown>): string {
+  return JSON.stringify({ ...DEPLOYMENT, ...extra });
+}
+
+describe('cluster fields', () => {
+  it('keeps a deployment\'s cluster and redeploy id', () => {
+    const parsed = parseMessage(deployment({ cluster: 'west', redeploy: 'c'.repeat(32) }),
+      'ccpipe.deployment');
+
+    expect(parsed).toMatchObject({ cluster: 'west', redeploy: 'c'.repeat(32) });
+    expect(parseMessage(deployment({}), 'ccpipe.deployment')).not.toHaveProperty('cluster');
+  });
+
+  it('refuses a cluster that is not a DNS label and a malformed redeploy id', () => {
+    expect(() => parseMessage(deployment({ cluster: 'West_1' }), 'ccpipe.deployment'))
+      .toThrow(/message field cluster must be a cluster name .*"West_1"/);
+    expect(() => parseMessage(deployment({ redeploy: 'x' }), 'ccpipe.deployment'))
+      .toThrow(/message field redeploy must be 32 hex characters/);
+  });
+
+  it('takes an optional cluster in a redeploy request', () => {
+    const one = parseMessage(JSON.stringify({ ...REDEPLOY, cluster: 'west' }), 'ccpipe.redeploy');
+    const all = parseMessage(JSON.stringify(REDEPLOY), 'ccpipe.redeploy');
+
+    expect(one.cluster).toBe('west');
+    expect(all).not.toHaveProperty('cluster');
+    expect(() => parseMessage(JSON.stringify({ ...REDEPLOY, cluster: '' }), 'ccpipe.redeploy'))
+      .toThrow(/message field cluster must be a non-empty string/);
+  });
+});
