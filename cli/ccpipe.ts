@@ -6,6 +6,8 @@
  *   ccpipe decrypt, verify, ledger verify, keys rotate: operator commands (see USAGE)
  */
 import { workloadCommand } from './workload.js';
+import { runCommand } from './run.js';
+import { hostCommand } from './host-command.js';
 import { join } from 'node:path';
 import { parsePort } from '../shared/config.js';
 import { describeError } from '../shared/errors.js';
@@ -19,6 +21,8 @@ import { startLocalStack } from './stack/local-stack.js';
 
 const USAGE = `usage: ccpipe <command>
   start   run the local stack (Azurite, registry on 127.0.0.1:5000, host on 127.0.0.1:7071)
+  host    the local host alone, on storage and a registry already running (settings from
+          the environment; used by the crash tests)
   demo    build and push a sample image, wait for its run, verify it with skopeo
   decrypt <encrypted image ref> --key <private key PEM> [--output oci:<dir>:<tag> | --verify]
           decrypt every layer, check HMAC, digests and diffIDs; print a per-layer report
@@ -30,6 +34,8 @@ const USAGE = `usage: ccpipe <command>
           make a new version of the application's key current (registry/repository)
   workload set <application> <file.json> | workload show <application>
           store or print the application's workload config (replicas, ports, resources)
+  run show <runId> [--json]
+          print a run's status, stages and each target cluster's deploy
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -40,6 +46,8 @@ async function main(argv: string[]): Promise<number> {
       return demoCommand(join(dataDir, 'demo'), ports);
     case 'start':
       return startCommand(join(dataDir, 'local'), ports);
+    case 'host':
+      return hostCommand();
     case 'decrypt':
       return decryptCommand(argv.slice(1));
     case 'verify':
@@ -48,6 +56,12 @@ async function main(argv: string[]): Promise<number> {
       return ledgerCommand(argv.slice(1));
     case 'keys':
       return keysCommand(argv.slice(1));
+    case 'run':
+      return runCommand(argv.slice(1), {
+        stdout: (text) => process.stdout.write(text),
+        stderr: (text) => process.stderr.write(text),
+        env: process.env,
+      });
     case 'workload':
       return workloadCommand(argv.slice(1), {
         stdout: (text) => process.stdout.write(text),

@@ -19,6 +19,7 @@
 import { createHash } from 'node:crypto';
 import type { AppendBlobClient } from '@azure/storage-blob';
 import { CcpipeError, statusOf } from '../errors.js';
+import { failpoint } from '../failpoints.js';
 import { canonicalJson } from './canonical-json.js';
 
 /** What the caller records for one registration. */
@@ -105,7 +106,7 @@ export async function appendRecord(
     if (existing) return sameRun(existing, fields);
 
     const record = nextRecord(records.at(-1), fields, now());
-    if (await tryAppend(appendBlob, record, length)) return record;
+    if (await tryAppend(appendBlob, record, length)) return appended(record);
     await sleep(Math.random() * 20 * attempt);
   }
   throw new CcpipeError(
@@ -353,4 +354,10 @@ function pickFields(fields: LedgerFields): LedgerFields {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A record just appended; nothing else knows of it yet (a crash test may stop here). */
+function appended(record: LedgerRecord): LedgerRecord {
+  failpoint('ledger.append.after');
+  return record;
 }

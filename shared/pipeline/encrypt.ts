@@ -16,6 +16,7 @@ import type { Services } from './services.js';
 import type { StageDefinition } from './stage-runner.js';
 import { encryptLayers, readImageManifest } from './image-encryption.js';
 import { ensureBlobs } from './blobs.js';
+import { RUN_ID_ANNOTATION } from '../attestation/measurement-record.js';
 
 export function encryptStage(services: Services): StageDefinition {
   return {
@@ -38,26 +39,73 @@ async function encryptImage(services: Services, run: RunRecord, log: Logger): Pr
   const recipients: Recipient[] = [{ publicKey: key.publicKey }];
 
   const dst = encryptedReference(run.source, config.outputSuffix);
+  const earlier = await pushedEarlier(services, dst, run, key);
+  if (earlier) {
+    log.info('encrypted image already pushed by an earlier delivery; kept', {
+      reference: dst.toString(), digest: earlier.digest,
+    });
+    return outputs(dst, earlier.digest, manifest.layers, earlier.manifest.layers, key);
+  }
+
   await ensureBlobs(registry, src, dst, [manifest.config], log);
   const layers = await encryptLayers(
     registry, src, dst, manifest, recipients, config.layerConcurrency,
   );
 
   const encrypted = encryptedManifest(manifest, layers);
-  encrypted.annotations = { ...(encrypted.annotations ?? {}), 'dev.ccpipe.key.id': key.id };
+  encrypted.annotations = {
+    ...(encrypted.annotations ?? {}),
+    [KEY_ID_ANNOTATION]: key.id,
+    [KEY_VERSION_ANNOTATION]: key.version,
+  };
   const bytes = Buffer.from(JSON.stringify(encrypted));
   const digest = await registry.putManifest(dst, bytes, MT.OCI_MANIFEST);
   log.info('encrypted image pushed', { reference: dst.toString(), digest, keyId: key.id });
 
+  return outputs(dst, digest, manifest.layers, layers, key);
+}
+
+const KEY_ID_ANNOTATION = 'dev.ccpipe.key.id';
+const KEY_VERSION_ANNOTATION = 'dev.ccpipe.key.version';
+
+function outputs(
+  dst: ImageReference,
+  digest: string,
+  before: Descriptor[],
+  after: Descriptor[],
+  key: { id: string; version: string },
+): RunOutputs {
   return {
     encrypted: {
       reference: dst.toString(),
       digest,
-      layers: layers.length,
-      mediaTypeChanges: mediaTypeChanges(manifest.layers, layers),
+      layers: after.length,
+      mediaTypeChanges: mediaTypeChanges(before, after),
     },
     key: { id: key.id, version: key.version },
   };
+}
+
+/**
+ * The encrypted image this run already pushed to `dst`, if a delivery that died before
+ * recording it got that far (layer keys are random, so encrypting again would push a second,
+ * different image for the same run). Only an image that names this run and the current key
+ * version counts; after a key rotation the run encrypts again, to the new version.
+ */
+async function pushedEarlier(
+  services: Services,
+  dst: ImageReference,
+  run: RunRecord,
+  key: { id: string; version: string },
+) {
+  const head = await services.registry.headManifest(dst);
+  if (!head || head.mediaType !== MT.OCI_MANIFEST) return undefined;
+
+  const manifest = await readImageManifest(services.registry, dst.withDigest(head.digest));
+  const notes = manifest.annotations ?? {};
+  const mine = notes[RUN_ID_ANNOTATION] === run.runId && notes[KEY_ID_ANNOTATION] === key.id &&
+    notes[KEY_VERSION_ANNOTATION] === key.version;
+  return mine ? { digest: head.digest, manifest } : undefined;
 }
 
 function mediaTypeChanges(before: Descriptor[], after: Descriptor[]): string[] {

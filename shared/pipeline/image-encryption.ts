@@ -6,6 +6,7 @@
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CcpipeError } from '../errors.js';
+import { failpoint } from '../failpoints.js';
 import { parseManifest, type Descriptor, type ImageManifest } from '../oci/manifest.js';
 import type { ImageReference } from '../oci/reference.js';
 import type { RegistryClient } from '../oci/registry-client.js';
@@ -58,6 +59,7 @@ export async function encryptLayer(
     ciphertextHashedByCaller: true,
   });
   const blob = registry.openBlob(src, layer);
+  blob.once('data', () => failpoint('encrypt.layer.mid'));
   const ciphertext = new PassThrough();
   const upload = registry.pushBlobStream(dst, ciphertext).catch((err: unknown) => {
     blob.destroy(err instanceof Error ? err : undefined);

@@ -7,8 +7,13 @@ import type { BlobLeaseClient, ContainerClient } from '@azure/storage-blob';
 import { CcpipeError } from '../errors.js';
 import { statusOf } from '../errors.js';
 
-/** Lease length; Blob storage allows 15 to 60 seconds. Work under the lock must be shorter. */
-const LEASE_SECONDS = 30;
+/**
+ * Lease length; Blob storage allows 15 to 60 seconds. The lease is renewed while the work runs
+ * (a Key Vault read and write may take minutes when throttled), so this is only how long a
+ * holder that died keeps everyone else waiting.
+ */
+const LEASE_SECONDS = 15;
+const RENEW_EVERY_MS = 5_000;
 
 export async function withBlobLock<T>(
   container: ContainerClient,
@@ -23,11 +28,41 @@ export async function withBlobLock<T>(
 
   const lease = blob.getBlobLeaseClient();
   await acquire(lease, name, waitMs);
+  const renewal = keepLease(lease);
   try {
-    return await work();
+    const result = await work();
+    await renewal.stop(name);
+    return result;
   } finally {
+    await renewal.stop().catch(() => undefined);
     await lease.releaseLease().catch(() => undefined);
   }
+}
+
+/**
+ * Renews the lease every few seconds until `stop`. `stop(name)` throws if a renewal failed:
+ * the lease may have run out while the work ran, so its read-modify-write may have raced.
+ * NOTE: the work's write has happened by then; the caller's retry redoes it (it is
+ * idempotent), which restores its own update but cannot restore one it overwrote.
+ */
+function keepLease(lease: BlobLeaseClient) {
+  let failure: unknown;
+  let renewing: Promise<unknown> = Promise.resolve();
+  const timer = setInterval(() => {
+    renewing = lease.renewLease().catch((err: unknown) => (failure ??= err));
+  }, RENEW_EVERY_MS);
+
+  return {
+    async stop(name?: string): Promise<void> {
+      clearInterval(timer);
+      await renewing;
+      if (name !== undefined && failure !== undefined) {
+        throw new CcpipeError('CONFLICT', `lock ${name} could not be renewed while held`, {
+          cause: failure,
+        });
+      }
+    },
+  };
 }
 
 async function acquire(

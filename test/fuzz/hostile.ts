@@ -8,10 +8,15 @@ import { expect } from 'vitest';
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
-/** Each property stops generating after 8 s; the vitest timeout leaves room for shrinking. */
-export const RUNS = { numRuns: 2000, interruptAfterTimeLimit: 8_000 } as const;
-export const FEW_RUNS = { numRuns: 300, interruptAfterTimeLimit: 8_000 } as const;
-export const TIMEOUT = 30_000;
+/**
+ * Each property stops generating after 8 s; the vitest timeout leaves room for shrinking.
+ * `CCPIPE_FUZZ_SCALE` (a whole number, default 1; `npm run soak` sets it) multiplies runs,
+ * time limit and timeout, for a longer search; properties that set their own `numRuns` keep it.
+ */
+const SCALE = Math.max(1, Math.floor(Number(process.env.CCPIPE_FUZZ_SCALE ?? '1')) || 1);
+export const RUNS = { numRuns: 2000 * SCALE, interruptAfterTimeLimit: 8_000 * SCALE } as const;
+export const FEW_RUNS = { numRuns: 300 * SCALE, interruptAfterTimeLimit: 8_000 * SCALE } as const;
+export const TIMEOUT = 30_000 * SCALE;
 
 export const DIGEST = /^sha256:[a-f0-9]{64}$/;
 

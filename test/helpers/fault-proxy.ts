@@ -9,7 +9,9 @@
  * - `cut-request`: read `afterBytes` of the request body, then drop the connection; the
  *   registry sees nothing of the request;
  * - `cut-forwarded`: forward the first `afterBytes` of the request body, then drop both
- *   connections; the registry sees a client that went away mid-body.
+ *   connections; the registry sees a client that went away mid-body;
+ * - `stall`: read the request, answer nothing for `ms`, then drop the connection (a registry
+ *   that hangs: the client's own timeout should fire first).
  */
 import {
   Agent,
@@ -25,7 +27,8 @@ export type Fault =
   | { kind: 'truncate'; afterBytes: number }
   | { kind: 'corrupt'; atByte: number }
   | { kind: 'cut-request'; afterBytes: number }
-  | { kind: 'cut-forwarded'; afterBytes: number };
+  | { kind: 'cut-forwarded'; afterBytes: number }
+  | { kind: 'stall'; ms: number };
 
 export interface FaultRule {
   method?: string;
@@ -136,6 +139,12 @@ function handle(req: IncomingMessage, res: ServerResponse, fault: Fault | undefi
     return;
   }
   if (fault?.kind === 'cut-request') return cutRequest(req, fault.afterBytes);
+  if (fault?.kind === 'stall') {
+    req.resume();
+    const timer = setTimeout(() => req.socket.destroy(), fault.ms);
+    req.socket.once('close', () => clearTimeout(timer));
+    return;
+  }
   forward(req, res, fault, to);
 }
 
