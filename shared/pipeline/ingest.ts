@@ -18,6 +18,7 @@ import type { Logger } from '../log.js';
 import { deriveRunId } from '../runs/run-id.js';
 import { applicationOf, STAGES, type RunRecord } from '../runs/run-record.js';
 import type { Services } from './services.js';
+import { isRejection, keepRejectedEvent } from './rejected-events.js';
 import { resendDeployments } from './deploy-messages.js';
 import { reopenClusters } from '../runs/cluster-deploys.js';
 
@@ -87,13 +88,32 @@ export async function handleRegistryWebhook(
 
 /**
  * The Event Grid trigger: the Functions host has already authenticated the delivery and
- * answered the validation handshake; `event` is one Event Grid schema event.
+ * answered the validation handshake; `event` is one Event Grid schema event. An event that can
+ * never start a run (malformed, or naming a registry off the allowlist) is kept with its reason
+ * (see rejected-events.ts) rather than thrown, since Event Grid would retry it for a day and
+ * then drop it.
  */
 export async function handleEventGridEvent(
   services: Services,
   event: unknown,
   log: Logger,
 ): Promise<StartedRun[]> {
+  let events: RegistryEvent[];
+  try {
+    events = acceptedEventGridEvents(services, event);
+  } catch (err) {
+    if (!isRejection(err)) throw err;
+    await keepRejectedEvent(services, event, err, log);
+    return [];
+  }
+
+  const runs: StartedRun[] = [];
+  for (const e of events) runs.push(await startRun(services, e, log));
+  return runs;
+}
+
+/** The push events of one Event Grid event, after the allowlist check. */
+function acceptedEventGridEvents(services: Services, event: unknown): RegistryEvent[] {
   const parsed = parseRegistryEvents(
     { body: JSON.stringify([event]), headers: { 'aeg-event-type': 'Notification' } },
     { outputSuffix: services.config.outputSuffix },
@@ -102,10 +122,7 @@ export async function handleEventGridEvent(
 
   const refused = refusedRegistries(services, parsed.events);
   if (refused) throw new CcpipeError('FORBIDDEN', `registry not on the allowlist: ${refused}`);
-
-  const runs: StartedRun[] = [];
-  for (const e of parsed.events) runs.push(await startRun(services, e, log));
-  return runs;
+  return parsed.events;
 }
 
 /** The registries of `events` that are not on the allowlist, or `undefined` if none. */

@@ -20,6 +20,10 @@ import { registryEvents } from '../../functions/registry-events.js';
 import type { HttpFunctionSpec, HttpInput } from '../../functions/spec.js';
 import { MAX_EVENT_BODY_BYTES, MAX_EVENTS } from '../../shared/ingest/index.js';
 import { silentLogger } from '../../shared/log.js';
+import {
+  REJECTED_EVENTS_PREFIX,
+  type RejectedEvent,
+} from '../../shared/pipeline/rejected-events.js';
 import { installNetworkGuard, type NetworkGuard } from './network-guard.js';
 import {
   SECRET,
@@ -143,12 +147,26 @@ beforeEach(async () => {
  * Since the test started: no message, no run record, nothing queued, no registry request, no
  * traffic off loopback. (Measured from the test's start, so one failure does not fail the rest.)
  */
+/** Blobs of the runs container other than rejected events (which are kept, not work). */
+function isRunBlob(name: string): boolean {
+  return !name.startsWith(REJECTED_EVENTS_PREFIX);
+}
+
+async function readRejected(name: string): Promise<RejectedEvent> {
+  const blob = h.services.artefacts.getBlockBlobClient(name);
+  return JSON.parse((await blob.downloadToBuffer()).toString('utf8')) as RejectedEvent;
+}
+
+async function runBlobs(): Promise<string[]> {
+  return (await h.runBlobs()).filter(isRunBlob);
+}
+
 async function expectNoWork(): Promise<void> {
   // Give the queue pollers (100 ms) time to pick up anything that was sent.
   await new Promise((resolve) => setTimeout(resolve, 600));
 
   expect(h.sent.slice(before.sent).map((s) => s.queue)).toEqual([]);
-  expect(await h.runBlobs()).toEqual(before.runs);
+  expect(await runBlobs()).toEqual(before.runs.filter(isRunBlob));
   expect(await h.queueDepths()).toEqual(before.queues);
   const requests = h.registry.requests.slice(before.requests);
   expect(requests.map((r) => `${r.method} ${r.url}`)).toEqual([]);
@@ -351,9 +369,17 @@ describe('registries off the allowlist', () => {
 
       expect([400, 403]).toContain(grid.status);
       expect([400, 403]).toContain(ce.status);
-      expect(trigger.status).toBe(500);
+      // The Event Grid trigger cannot answer 4xx: it keeps the event with the reason instead.
+      expect(trigger.status).toBe(202);
     }
     await expectNoWork();
+
+    const kept = (await h.runBlobs())
+      .filter((name) => !isRunBlob(name) && !before.runs.includes(name));
+    expect(kept).toHaveLength(12);
+    const record = await readRejected(kept[0]!);
+    expect(record.reason).toMatch(/registry not on the allowlist|INVALID_INPUT/);
+    expect(record.event).toMatchObject({ eventType: 'Microsoft.ContainerRegistry.ImagePushed' });
   });
 
   it('make the whole batch fail: no run starts for its allowlisted events either', async () => {
@@ -465,7 +491,7 @@ describe('control: the same requests with the secret do work', () => {
 
     expect(res.status).toBe(202);
     expect(h.sent.map((s) => s.queue)).toEqual(['convert']);
-    expect(await h.runBlobs()).toHaveLength(1);
+    expect(await runBlobs()).toHaveLength(1);
     // The convert stage asks the registry for the manifest (which it does not have).
     await until(() => h.registry.requests.length > 0);
     expect(h.registry.requests[0]?.url).toContain('/v2/team/app/manifests/');
