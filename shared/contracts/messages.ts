@@ -91,7 +91,8 @@ const DIGEST = /^sha256:[a-f0-9]{64}$/;
 const RUN_ID = /^[a-f0-9]{32}$/;
 const REDEPLOY_ID = /^[a-f0-9]{32}$/;
 const CLUSTER = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const MAX_MESSAGE_BYTES = 64 * 1024;
+/** Largest queue message body accepted (and largest redeploy request). */
+export const MAX_MESSAGE_BYTES = 64 * 1024;
 
 /** Parses an untrusted queue body into a message of the expected type, or a clear error. */
 export function parseMessage<T extends MessageType>(

@@ -6,7 +6,12 @@
  * deployer applies; requests for the same run, key version and cluster collapse into one.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { parseMessage, QUEUES, type RedeployRequest } from '../contracts/index.js';
+import {
+  MAX_MESSAGE_BYTES,
+  parseMessage,
+  QUEUES,
+  type RedeployRequest,
+} from '../contracts/index.js';
 import { CcpipeError, isCcpipeError } from '../errors.js';
 import { checkWebhookSecret } from '../ingest/index.js';
 import type { Logger } from '../log.js';
@@ -32,6 +37,12 @@ export async function requestRedeploy(
 ): Promise<RedeployHttpResponse> {
   if (!checkWebhookSecret(headers, services.config.webhookSecret)) {
     return { status: 401, jsonBody: { error: 'missing or wrong webhook secret' } };
+  }
+
+  // Checked before parsing: the parser would refuse the message anyway, after the work.
+  if (Buffer.byteLength(body) > MAX_MESSAGE_BYTES) {
+    const error = `redeploy request is larger than ${MAX_MESSAGE_BYTES} bytes`;
+    return { status: 400, jsonBody: { error } };
   }
 
   let request: RedeployRequest;
