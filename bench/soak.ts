@@ -62,7 +62,11 @@ async function main(): Promise<void> {
     process.stdout.write(`\n${text}\n`);
     await writeSection(join(root, 'bench', 'results.md'), BEGIN, END, section(text),
       '# ccpipe benchmark results');
-    if (parts.some((p) => !p.ok)) process.exitCode = 1;
+    const failed = parts.filter((p) => !p.ok).length;
+    process.stdout.write(failed === 0
+      ? `soak: passed (${parts.length} parts)\n`
+      : `soak: FAILED (${failed} of ${parts.length} parts)\n`);
+    if (failed > 0) process.exitCode = 1;
   });
 }
 

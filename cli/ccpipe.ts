@@ -68,9 +68,15 @@ async function main(argv: string[]): Promise<number> {
         stderr: (text) => process.stderr.write(text),
         env: process.env,
       });
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return 0;
     default:
-      process.stderr.write(USAGE);
-      return argv[0] === undefined || argv[0] === 'help' ? 0 : 2;
+      process.stderr.write(`ccpipe: unknown command ${JSON.stringify(argv[0])}\n${USAGE}`);
+      return 2;
   }
 }
 
@@ -93,7 +99,7 @@ async function startCommand(
   const stack = await startLocalStack({ dataDir, log, ...ports, azuritePorts, persistent: true });
   const storage = azuritePorts
     ? `127.0.0.1:${azuritePorts.blob} (blob), ${azuritePorts.queue} (queue)`
-    : 'free ports (see logs/azurite.log)';
+    : `free ports (see ${join(dataDir, 'logs', 'azurite.log')})`;
   process.stdout.write(
     `ccpipe is running.\n` +
       `  webhook   POST ${stack.host.url}/api/registry-events\n` +
@@ -110,7 +116,9 @@ async function startCommand(
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
+  process.stdout.write('stopping: host, registry and Azurite…\n');
   await stack.stop();
+  process.stdout.write(`stopped; state kept in ${dataDir}\n`);
   return 0;
 }
 

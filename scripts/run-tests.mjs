@@ -17,6 +17,9 @@ const vitest = join(process.cwd(), 'node_modules', 'vitest', 'vitest.mjs');
 const args = [
   vitest, 'run', '--reporter=default', '--reporter=json', `--outputFile=${report}`,
   `--maxWorkers=${workers}`,
+  // Four files at a time on a small machine slow each other down; tests that need more than
+  // vitest's 5 s default (key generation, child processes) would fail only under load.
+  '--testTimeout=20000',
 ];
 const result = spawnSync(process.execPath, [...args, ...process.argv.slice(2)], {
   stdio: 'inherit',

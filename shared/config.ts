@@ -166,10 +166,22 @@ function optionalHost(env: Env, name: string): string | undefined {
 /** What operator commands (`ccpipe verify`, `ccpipe ledger`) read: no webhook secret needed. */
 export type OperatorConfig = Omit<Config, 'webhookSecret'>;
 
-/** The settings of {@link loadConfig}, validated the same way, without the webhook secret. */
+/** Where operator commands find local state by default: the state of `npm start`. */
+export const OPERATOR_DATA_DIR = '.data/local';
+
+/**
+ * The settings of {@link loadConfig}, validated the same way, without the webhook secret.
+ * `CCPIPE_DATA_DIR` names the state folder itself (the one holding `keys/`), by default
+ * `npm start`'s, so the commands work against the local stack as they are.
+ */
 export function loadOperatorConfig(env: Env = process.env): OperatorConfig {
+  const dataDir = env.CCPIPE_DATA_DIR || OPERATOR_DATA_DIR;
   // The secret only authenticates webhook calls, which operator commands never receive.
-  const { webhookSecret: _unused, ...rest } = loadConfig({ ...env, CCPIPE_WEBHOOK_SECRET: '-' });
+  const { webhookSecret: _unused, ...rest } = loadConfig({
+    ...env,
+    CCPIPE_DATA_DIR: dataDir,
+    CCPIPE_WEBHOOK_SECRET: '-',
+  });
   return rest;
 }
 

@@ -39,6 +39,10 @@ import {
 } from './http.js';
 import { ImageReference } from './reference.js';
 
+
+/** What OpenSSL says when a TLS client hello is answered by a plain http server. */
+const PLAIN_HTTP_ANSWER = /WRONG_VERSION_NUMBER|wrong version number|packet length too long/i;
+
 /** Options of a `RegistryClient`. */
 export interface RegistryClientOptions {
   /**
@@ -200,7 +204,8 @@ export class RegistryTransport {
     if (!this.allowlist.has(host)) {
       throw new CcpipeError(
         'FORBIDDEN',
-        `${formatHost(host)} is not on the registry allowlist (${context}, ${redactUrl(url)})`,
+        `${formatHost(host)} is not on the registry allowlist (${context}, ${redactUrl(url)}; ` +
+          'setting CCPIPE_REGISTRY_ALLOWLIST)',
       );
     }
     if (url.protocol === 'http:' && !this.plainHttp.has(host)) {
@@ -318,7 +323,11 @@ export class RegistryTransport {
   /** A RegistryError for a connection failure or timeout (retryable). */
   transportError(call: Call, url: URL, err: unknown, timedOut: boolean): RegistryError {
     const reason = timedOut ? `no progress within ${this.timeoutMs} ms` : causeText(err);
-    return new RegistryError('UPSTREAM', `${describeCall(call, url)}: ${reason}`, {
+    const hint = url.protocol === 'https:' && PLAIN_HTTP_ANSWER.test(reason)
+      ? ' (the registry answered TLS with plain http: list it in ' +
+        'CCPIPE_PLAIN_HTTP_REGISTRIES if it really serves plain http)'
+      : '';
+    return new RegistryError('UPSTREAM', `${describeCall(call, url)}: ${reason}${hint}`, {
       cause: err,
       retryable: true,
       transport: true,

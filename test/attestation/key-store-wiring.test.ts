@@ -169,7 +169,7 @@ describe('local key rotation', () => {
     }
     const archived = await stat(keys.archivedPrivateKeyPath(app, versions[0]!));
     expect(archived.mode & 0o777).toBe(0o600);
-  });
+  }, 30_000); // three RSA key generations: seconds on a loaded 2-core machine
 
   it('refuses to rotate a key that does not exist', async () => {
     const keys = new LocalKeyStore(join(dir.path, 'rotation-none'));
