@@ -3,7 +3,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { validateObjects } from '../../shared/deploy/validate.js';
 import { DEFAULT_WORKLOAD, parseWorkloadConfig } from '../../shared/deploy/workload.js';
-import { toYaml } from '../../shared/deploy/yaml.js';
+import { toYaml, type KubernetesObject } from '../../shared/deploy/yaml.js';
+import { buildCcePolicy } from '../../shared/targets/aci/policy.js';
+import { WORKLOAD_IDENTITY_LABEL } from '../../shared/targets/aci/render.js';
 import { getTarget } from '../../shared/targets/index.js';
 import type { RenderInput } from '../../shared/targets/target.js';
 
@@ -42,20 +44,52 @@ describe('aci objects, golden', () => {
     await expectGolden('aci-default.yaml', toYaml(objects));
   });
 
+  const identityWorkload = () => parseWorkloadConfig(JSON.stringify({
+    version: 1,
+    replicas: 3,
+    ports: [8080, 9090],
+    resources: { cpu: '2', memory: '4Gi' },
+    serviceAccount: { name: 'web', clientId: '11111111-2222-3333-4444-555555555555' },
+  }), 'test');
+
+  /** A run measured with or without the workload identity in its policy. */
+  const measured = (workloadIdentity: boolean) => ({
+    ...input().measurement,
+    policyText: buildCcePolicy({
+      image: `registry.example.com/team/web-cc@${DIGEST}`,
+      config: { config: { Cmd: ['/app'] } },
+      layerHashes: ['d'.repeat(64)],
+      workloadIdentity,
+    }),
+  });
+
   it('renders a workload with replicas, ports, resources and a workload identity', async () => {
-    const workload = parseWorkloadConfig(JSON.stringify({
-      version: 1,
-      replicas: 3,
-      ports: [8080, 9090],
-      resources: { cpu: '2', memory: '4Gi' },
-      serviceAccount: { name: 'web', clientId: '11111111-2222-3333-4444-555555555555' },
-    }), 'test');
-    const objects = getTarget('aci').render(input({ workload }));
+    const objects = getTarget('aci').render(input({
+      workload: identityWorkload(),
+      measurement: measured(true),
+    }));
     validateObjects(objects);
 
     const kinds = objects.map((o) => o.kind);
     expect(kinds).toEqual(['Namespace', 'ServiceAccount', 'Deployment', 'Service']);
     await expectGolden('aci-workload.yaml', toYaml(objects));
+  });
+
+  it('leaves the identity label off pods whose measured policy does not admit it', () => {
+    const podLabels = (objects: KubernetesObject[]) => {
+      const deployment = objects.find((o) => o.kind === 'Deployment') as unknown as {
+        spec: { template: { metadata: { labels: Record<string, string> } } };
+      };
+      return deployment.spec.template.metadata.labels;
+    };
+    const render = (identity: boolean) => getTarget('aci').render(input({
+      workload: identityWorkload(),
+      measurement: measured(identity),
+    }));
+
+    expect(podLabels(render(true))).toHaveProperty([WORKLOAD_IDENTITY_LABEL], 'true');
+    expect(podLabels(render(false))).not.toHaveProperty([WORKLOAD_IDENTITY_LABEL]);
+    expect(render(false).map((o) => o.kind)).toContain('ServiceAccount');
   });
 });
 

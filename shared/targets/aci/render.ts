@@ -16,16 +16,17 @@
  * volumes to the application container. Like the sidecar, each is rendered only when the run's
  * policy admits it, so a config changed after measuring cannot produce a pod the policy
  * refuses; the change applies from the next run.
- * NOTE: the workload identity label follows the current workload config. The policy admits
- * the variables and token mount its webhook injects only when `serviceAccount.clientId` was
- * set when the run was measured, so a client id added later needs a new run before such pods
- * start.
+ * The workload identity label (`serviceAccount.clientId`) likewise: the policy admits the
+ * variables and token mount the identity webhook injects only when the client id was set when
+ * the run was measured, so a client id added later takes effect from the next run (until then
+ * the ServiceAccount carries it but the pods run without the label).
  */
 import { CcpipeError } from '../../errors.js';
 import type { KubernetesObject } from '../../deploy/yaml.js';
 import type { RenderInput } from '../target.js';
 import { APP_CONTAINER_NAME, policyContainers, type PolicyContainer } from './policy.js';
 import type { PolicyConfig } from './policy-config.js';
+import { WORKLOAD_IDENTITY_ENV_RULES } from './policy-platform.js';
 import { akvEndpointOf, SKR_CONTAINER_NAME, skrSidecarEnv } from './skr.js';
 import { DEFAULT_WORKLOAD, type WorkloadConfig } from '../../deploy/workload.js';
 
@@ -132,9 +133,22 @@ function deploymentObject(
   };
 }
 
+/**
+ * The pod's labels: the workload identity label only when the workload config asks for it and
+ * the run's policy admits what its webhook injects (else the pod would be refused at start).
+ */
 function podLabels(input: RenderInput, labels: Record<string, string>): Record<string, string> {
-  const identity = input.workload?.serviceAccount?.clientId !== undefined;
+  const wanted = input.workload?.serviceAccount?.clientId !== undefined;
+  const identity = wanted && admitsWorkloadIdentity(input.measurement.policyText);
   return identity ? { ...labels, [WORKLOAD_IDENTITY_LABEL]: 'true' } : { ...labels };
+}
+
+/** True when the measured application container admits the workload identity variables. */
+function admitsWorkloadIdentity(policyText: string): boolean {
+  const app = (policyContainers(policyText) ?? [])
+    .find((container) => container.name === APP_CONTAINER_NAME);
+  const patterns = new Set((app?.env_rules ?? []).map((rule) => rule.pattern));
+  return WORKLOAD_IDENTITY_ENV_RULES.every((rule) => patterns.has(`${rule.name}=${rule.value}`));
 }
 
 /** Resources of the SKR sidecar: requests equal to limits, as ACI sizes each container. */
