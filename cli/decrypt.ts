@@ -287,9 +287,16 @@ async function decryptOne(
   try {
     report.plain = await streamLayer(registry, ref, image, job, report);
   } catch (err) {
-    report.error = describeError(err);
+    report.error = describeError(err) + wrongKeyHint(err);
   }
   return report;
+}
+
+/** After a key rotation the image may be wrapped to an earlier version of the key. */
+function wrongKeyHint(err: unknown): string {
+  if (!isCcpipeError(err) || !err.message.includes('no private key could unwrap')) return '';
+  return ' (if the key was rotated since this image was encrypted, use the version it names: ' +
+    'the local store keeps earlier versions as <key name>.<version>.key.pem)';
 }
 
 /** One layer's stream: blob → decryptor (if encrypted) → diffID tap → file or nowhere. */

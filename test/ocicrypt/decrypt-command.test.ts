@@ -282,6 +282,7 @@ describe.skipIf(skip)('ccpipe decrypt', { timeout: 30_000 }, () => {
 
     expect(wrong.code).toBe(1);
     expect(wrong.out).toMatch(/CRYPTO: no private key could unwrap layer sha256:/);
+    expect(wrong.out).toContain('earlier versions as <key name>.<version>.key.pem');
     expect(usage.code).toBe(2);
     expect(usage.err).toMatch(/at least one --key[\s\S]*usage: ccpipe decrypt/);
   });
