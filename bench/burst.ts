@@ -47,7 +47,8 @@ const RESULTS = join(ROOT, 'bench', 'results.md');
 const BEGIN = '<!-- burst:begin -->';
 const END = '<!-- burst:end -->';
 
-const PUSHES = 50;
+/** Pushes in `npm run bench:burst`; the bounded test in `npm test` uses fewer. */
+export const BURST_PUSHES = 50;
 const PUSH_CONCURRENCY = 8;
 const REPOSITORY = 'burst/app';
 const WAIT_TIMEOUT_MS = 5 * 60_000;
@@ -90,6 +91,19 @@ interface Summary {
 }
 
 async function main(): Promise<void> {
+  const startLoad = formatLoad();
+  const { summary, text } = await runBurst(BURST_PUSHES, startLoad);
+  process.stdout.write(`\n${text}\n`);
+  await writeResults(text, BURST_PUSHES);
+  const { failed, lost, duplicates } = summary.checks;
+  if (failed.length + lost.length + duplicates.length > 0) process.exitCode = 1;
+}
+
+/**
+ * A burst of `count` pushes on a local stack of its own (stopped and removed afterwards):
+ * the summary and its report table.
+ */
+export async function runBurst(count: number, startLoad = formatLoad()) {
   const work = await mkdtemp(join(tmpdir(), 'ccpipe-burst-'));
   let stack: LocalStack | undefined;
   const stop = async () => {
@@ -97,15 +111,10 @@ async function main(): Promise<void> {
     await rm(work, { recursive: true, force: true });
   };
 
-  await withCleanup(stop, async () => {
-    const startLoad = formatLoad();
+  return withCleanup(stop, async () => {
     stack = await startStack(work);
-    const summary = await burst(stack, work);
-    const text = report(summary, startLoad, stack);
-    process.stdout.write(`\n${text}\n`);
-    await writeResults(text);
-    const { failed, lost, duplicates } = summary.checks;
-    if (failed.length + lost.length + duplicates.length > 0) process.exitCode = 1;
+    const summary = await burst(stack, work, count);
+    return { summary, text: report(summary, startLoad, stack) };
   });
 }
 
@@ -120,11 +129,11 @@ async function startStack(work: string): Promise<LocalStack> {
   });
 }
 
-async function burst(stack: LocalStack, work: string): Promise<Summary> {
-  const layout = await buildImages(work);
-  log(`pushing ${PUSHES} images, ${PUSH_CONCURRENCY} at a time`);
+async function burst(stack: LocalStack, work: string, count: number): Promise<Summary> {
+  const layout = await buildImages(work, count);
+  log(`pushing ${count} images, ${PUSH_CONCURRENCY} at a time`);
   const started = Date.now();
-  const pushes = await pushAll(stack, layout, work);
+  const pushes = await pushAll(stack, layout, work, count);
   const pushWallMs = Date.now() - started;
   log(`pushed in ${seconds(pushWallMs)}; waiting for the runs`);
   await waitAll(stack, pushes, started + WAIT_TIMEOUT_MS);
@@ -141,11 +150,11 @@ async function burst(stack: LocalStack, work: string): Promise<Summary> {
 
 // ---- images and pushes -----------------------------------------------------------------------
 
-/** One sample image, then PUSHES tags differing only in a config label. Returns the layout. */
-async function buildImages(work: string): Promise<string> {
+/** One sample image, then `count` tags differing only in a config label. Returns the layout. */
+async function buildImages(work: string, count: number): Promise<string> {
   log('building the base image with umoci');
   const image = await buildSampleImage(join(work, 'build'), 'base');
-  for (let i = 0; i < PUSHES; i++) {
+  for (let i = 0; i < count; i++) {
     await run('umoci', [
       'config', '--image', `${image.layout}:base`,
       '--config.label', `burst.n=${i}`, '--tag', tagOf(i),
@@ -158,12 +167,17 @@ async function buildImages(work: string): Promise<string> {
  * The first image alone (it uploads the shared layers: docker-registry 2.8 answers 500 when
  * several clients upload the same new blob to one repository at once), then the rest.
  */
-async function pushAll(stack: LocalStack, layout: string, work: string): Promise<Push[]> {
+async function pushAll(
+  stack: LocalStack,
+  layout: string,
+  work: string,
+  count: number,
+): Promise<Push[]> {
   const push = (index: number): Promise<Push> => pushOne(stack, layout, work, index);
-  const rest = Array.from({ length: PUSHES - 1 }, (_, i) => i + 1);
+  const rest = Array.from({ length: count - 1 }, (_, i) => i + 1);
   const pushes = [await push(0), ...(await mapBounded(rest, PUSH_CONCURRENCY, push))];
   const distinct = new Set(pushes.map((p) => p.digest)).size;
-  if (distinct !== PUSHES) throw new Error(`only ${distinct} distinct digests of ${PUSHES}`);
+  if (distinct !== count) throw new Error(`only ${distinct} distinct digests of ${count}`);
   return pushes;
 }
 
@@ -276,7 +290,7 @@ function report(summary: Summary, startLoad: string, stack: LocalStack): string 
   const sorted = [...latencies].sort((a, b) => a - b);
   const perMin = (checks.succeeded / (summary.wallMs / 60_000)).toFixed(1);
   const rows: Array<[string, string]> = [
-    ['pushes (distinct manifests, one repository)', String(PUSHES)],
+    ['pushes (distinct manifests, one repository)', String(summary.pushes.length)],
     [`push phase (skopeo; first alone, then ${PUSH_CONCURRENCY} at a time)`,
       seconds(summary.pushWallMs)],
     ['wall time: first push started → last run deployed', seconds(summary.wallMs)],
@@ -284,7 +298,7 @@ function report(summary: Summary, startLoad: string, stack: LocalStack): string 
     ['push-to-deployed latency p50 / p95 / max',
       `${seconds(percentile(sorted, 50))} / ${seconds(percentile(sorted, 95))} / ` +
         seconds(sorted.at(-1))],
-    ['succeeded', `${checks.succeeded} / ${PUSHES}`],
+    ['succeeded', `${checks.succeeded} / ${summary.pushes.length}`],
     ['failed / lost', `${checks.failed.length} / ${checks.lost.length}`],
     ['duplicates (attempts ≠ 1, deployment files ≠ 1, ledger records ≠ 1, strays)',
       String(checks.duplicates.length)],
@@ -330,12 +344,12 @@ function machine(startLoad: string): string {
 }
 
 /** Replaces the marked section of bench/results.md, or appends it. */
-async function writeResults(text: string): Promise<void> {
+async function writeResults(text: string, count: number): Promise<void> {
   const section = [
     BEGIN,
     '## Burst: latest run (written by `npm run bench:burst`)',
     '',
-    `Method (see bench/burst.ts): ${PUSHES} images differing only in a config label, pushed ` +
+    `Method (see bench/burst.ts): ${count} images differing only in a config label, pushed ` +
       'with skopeo to the local stack; latency = the run\'s deploy `finishedAt` − the time ' +
       'skopeo returned; percentiles are nearest-rank.',
     '',
@@ -353,7 +367,10 @@ function sleep(ms: number): Promise<void> {
 }
 
 
-main().catch((err: unknown) => {
-  process.stderr.write(`bench:burst: failed: ${err instanceof Error ? err.stack : String(err)}\n`);
-  process.exit(1);
-});
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main().catch((err: unknown) => {
+    const text = err instanceof Error ? err.stack : String(err);
+    process.stderr.write(`bench:burst: failed: ${text}\n`);
+    process.exit(1);
+  });
+}
