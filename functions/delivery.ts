@@ -23,6 +23,15 @@ export async function deliver(
   context: FunctionContext,
   state: DeliveryState,
 ): Promise<DeliveryOutcome> {
+  // A message received more often than allowed was never settled: whatever handled it died
+  // (a crash on this very message would otherwise repeat forever). The Functions host parks
+  // such storage-queue messages before invoking; the local host relies on this check.
+  if (state.dequeueCount > state.maxDequeueCount) {
+    const reason = `${spec.name} received it ${state.dequeueCount} times without finishing ` +
+      `(the worker stopped each time; at most ${state.maxDequeueCount} deliveries)`;
+    return poison(spec, body, reason, context);
+  }
+
   try {
     await spec.handler(body, context);
     return { kind: 'done' };
@@ -38,9 +47,19 @@ export async function deliver(
 
     const reason =
       `${spec.name} failed after ${state.dequeueCount} deliveries: ${describeError(err)}`;
-    await spec.onPoison?.(body, reason, context).catch((e: unknown) =>
-      context.log.error('could not record poisoned message', { error: describeError(e) }),
-    );
-    return { kind: 'poison', reason };
+    return poison(spec, body, reason, context);
   }
+}
+
+/** Records the poisoned message on its run (when the function can), then says so. */
+async function poison(
+  spec: QueueFunctionSpec,
+  body: string,
+  reason: string,
+  context: FunctionContext,
+): Promise<DeliveryOutcome> {
+  await spec.onPoison?.(body, reason, context).catch((e: unknown) =>
+    context.log.error('could not record poisoned message', { error: describeError(e) }),
+  );
+  return { kind: 'poison', reason };
 }

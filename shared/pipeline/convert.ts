@@ -45,6 +45,7 @@ async function convertImage(services: Services, run: RunRecord, log: Logger): Pr
   assertOutputNamesFit(run, config.outputSuffix);
   const image = await registry.resolveImage(src);
   assertPlatform(image.config, src);
+  for (const layer of image.manifest.layers) layerCompression(layer, src);
   const layerCount = image.manifest.layers.length;
   log.info('source image resolved', { digest: image.manifestDigest, layers: layerCount });
 
@@ -71,6 +72,7 @@ async function convertImage(services: Services, run: RunRecord, log: Logger): Pr
     layers: image.manifest.layers.map((layer, index) => ({
       diffId: diffIdAt(newConfig, index, src),
       open: () => openLayerTar(registry, dst, layer),
+      blob: { digest: layer.digest, size: layer.size },
     })),
     concurrency: config.layerConcurrency,
     layerRootCache: new BlobLayerRootCache(services.artefacts),
@@ -117,6 +119,7 @@ async function sidecarToMeasure(
   const ref = ImageReference.parse(reference);
   const image = await registry.resolveImage(ref);
   assertPlatform(image.config, ref);
+  for (const layer of image.manifest.layers) layerCompression(layer, ref);
   log.info('key release sidecar resolved', {
     reference, digest: image.manifestDigest, layers: image.manifest.layers.length,
   });
@@ -126,6 +129,7 @@ async function sidecarToMeasure(
     layers: image.manifest.layers.map((layer, index) => ({
       diffId: diffIdAt(image.config, index, ref),
       open: () => openLayerTar(registry, ref, layer),
+      blob: { digest: layer.digest, size: layer.size },
     })),
   };
 }
@@ -193,31 +197,52 @@ function diffIdAt(
   return diffId;
 }
 
-/** The uncompressed tar of a layer, streamed from the registry (gunzipped on the fly). */
-async function openLayerTar(
+/** OCI and Docker layer media types: the uncompressed tar, or compressed as the suffix says. */
+const LAYER_MEDIA_TYPE = new RegExp(
+  '^application/vnd\\.(?:oci\\.image\\.layer(?:\\.nondistributable)?\\.v1\\.tar' +
+    '|docker\\.image\\.rootfs(?:\\.foreign)?\\.diff\\.tar)(\\+gzip|\\.gzip|\\+zstd)?$',
+);
+
+/**
+ * How a layer is compressed, checked before anything is read or looked up: gzip or none. zstd
+ * and media types that are not image layers are refused (UNSUPPORTED), naming the layer.
+ */
+export function layerCompression(layer: Descriptor, ref: ImageReference): 'gzip' | 'none' {
+  const match = LAYER_MEDIA_TYPE.exec(layer.mediaType);
+  if (match === null) {
+    throw new CcpipeError('UNSUPPORTED', `layer ${layer.digest} of ${ref} has media type ` +
+      `${JSON.stringify(layer.mediaType)}, not an image layer ccpipe can read`);
+  }
+  if (match[1] === '+zstd') {
+    throw new CcpipeError('UNSUPPORTED', `layer ${layer.digest} of ${ref} is zstd-compressed`);
+  }
+  return match[1] === undefined ? 'none' : 'gzip';
+}
+
+/**
+ * The uncompressed tar of a layer, streamed from the registry (gunzipped on the fly); any
+ * failure of the blob read or of gunzip ends the returned stream with that error.
+ */
+export async function openLayerTar(
   registry: RegistryClient,
   ref: ImageReference,
   layer: Descriptor,
 ): Promise<Readable> {
-  if (layer.mediaType.endsWith('+zstd')) {
-    throw new CcpipeError('UNSUPPORTED', `layer ${layer.digest} of ${ref} is zstd-compressed`);
-  }
+  const compression = layerCompression(layer, ref);
   const blob = registry.openBlob(ref, layer);
-  if (!isGzip(layer.mediaType)) return blob.pipe(new PassThrough());
+  const tar = new PassThrough();
+  // Every failure of the blob read (digest, size, transfer) ends the tar stream with it.
+  blob.on('error', (err) => tar.destroy(err));
+  if (compression === 'none') return blob.pipe(tar);
 
   // Bytes that do not gunzip are taken as bad input, not retried.
   // NOTE: a transfer fault that corrupts the stream before the digest check at its end is
   // classed the same way; a new push (or a redeploy) starts the run again.
   const gunzip = createGunzip();
-  const tar = new PassThrough();
-  blob.once('error', (err) => tar.destroy(err));
-  gunzip.once('error', (err) => {
+  gunzip.on('error', (err) => {
     const message = `layer ${layer.digest} of ${ref} is not valid gzip: ${err.message}`;
     tar.destroy(new CcpipeError('INVALID_INPUT', message, { cause: err }));
   });
   return blob.pipe(gunzip).pipe(tar);
 }
 
-function isGzip(mediaType: string): boolean {
-  return mediaType.endsWith('+gzip') || mediaType.endsWith('.tar.gzip');
-}

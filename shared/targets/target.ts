@@ -45,6 +45,8 @@ export interface MeasuredLayer {
    * cached) and, when the image's `User` names a user or group, once more to look it up.
    */
   open(): Promise<NodeJS.ReadableStream>;
+  /** The layer blob as the manifest names it (digest and size): the layer root cache's key. */
+  blob?: { digest: string; size: number };
 }
 
 /** What a target needs to compute the measurement of an image. */

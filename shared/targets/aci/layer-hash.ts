@@ -14,9 +14,10 @@
  * Memory is the per-file metadata (see `ext4/inode.ts`) plus a few MB of buffers, whatever
  * the layer size.
  *
- * Roots can be cached by diff_id (`LayerRootCache`, one implementation in blob storage:
- * shared/pipeline/layer-root-cache.ts); cache entries are keyed by
- * {@link LAYER_HASH_ALGORITHM}, so changing the algorithm never returns stale roots.
+ * Roots can be cached by layer blob digest (`LayerRootCache`, one implementation in blob
+ * storage: shared/pipeline/layer-root-cache.ts); cache entries are keyed by
+ * {@link LAYER_HASH_ALGORITHM}, so changing the algorithm never returns stale roots, and a hit
+ * is used only when its diff_id and blob size agree with the image being measured.
  */
 import { tmpdir } from 'node:os';
 import { createHash } from 'node:crypto';
@@ -27,7 +28,7 @@ import { TarToExt4 } from './ext4/tar-to-ext4.js';
 import { SpoolFile } from './ext4/spool-file.js';
 import { ImageHasher } from './ext4/image-hasher.js';
 import { Ext4InputError, Ext4Writer } from './ext4/writer.js';
-import type { LayerRootCache } from '../layer-root-cache.js';
+import type { CachedLayerRoot, LayerRootCache } from '../layer-root-cache.js';
 
 export type { LayerRootCache } from '../layer-root-cache.js';
 
@@ -54,13 +55,15 @@ export interface LayerHash {
 export interface HashableLayer {
   diffId: string;
   open(): Promise<NodeJS.ReadableStream>;
+  /** The layer blob as the manifest names it; without it the cache is not used. */
+  blob?: { digest: string; size: number };
 }
 
 /** Options of {@link hashLayerStream} and {@link hashLayers}. */
 export interface LayerHashOptions {
   /** Where temporary ext4 images are built (default: the OS temporary directory). */
   tmpDir?: string;
-  /** Cache of roots by diff_id; lookups and stores that fail are ignored. */
+  /** Cache of roots by layer blob digest; lookups and stores that fail are ignored. */
   cache?: LayerRootCache;
 }
 
@@ -170,9 +173,9 @@ export const DEFAULT_HASH_CONCURRENCY = 4;
 
 /**
  * Hashes layers concurrently, at most `concurrency` at a time, and returns their hashes in
- * input order. A layer found in `options.cache` is not opened at all; a computed one is
- * stored there. The first failure stops new layers from starting and is thrown, naming the
- * layer's diff_id.
+ * input order. A layer whose blob is in `options.cache` is not opened (the cached entry is
+ * checked against it instead); a computed one is stored there. The first failure stops new
+ * layers from starting and is thrown, naming the layer's diff_id.
  */
 export async function hashLayers(
   layers: readonly HashableLayer[],
@@ -206,13 +209,40 @@ export async function hashLayers(
 }
 
 async function hashOne(layer: HashableLayer, options: LayerHashOptions): Promise<LayerHash> {
-  const cache = options.cache;
-  const cached = await cache?.get(layer.diffId, LAYER_HASH_ALGORITHM).catch(() => undefined);
-  if (cached !== undefined && cached.diffId === layer.diffId.toLowerCase()) return cached;
+  const { cache } = options;
+  const { blob } = layer;
+  if (cache && blob) {
+    const cached = await cache.get(blob.digest, LAYER_HASH_ALGORITHM).catch(() => undefined);
+    if (cached !== undefined) return checkedCacheHit(cached, layer.diffId, blob);
+  }
 
   const hash = await hashLayerStream(await layer.open(), layer.diffId, options);
-  await cache?.put(hash, LAYER_HASH_ALGORITHM).catch(() => undefined);
+  if (cache && blob) {
+    const entry = { ...hash, blob: blob.digest, blobSize: blob.size };
+    await cache.put(entry, LAYER_HASH_ALGORITHM).catch(() => undefined);
+  }
   return hash;
+}
+
+/**
+ * A cached root, used only for the image that declares what the blob really holds: the
+ * cached diff_id (computed from the blob's content) must be the declared one, and the blob's
+ * size the one the manifest gives, exactly the checks a fresh read would make.
+ */
+function checkedCacheHit(
+  cached: CachedLayerRoot,
+  declaredDiffId: string,
+  blob: { digest: string; size: number },
+): LayerHash {
+  if (cached.diffId !== declaredDiffId.toLowerCase()) {
+    throw new CcpipeError('DIGEST_MISMATCH', `layer ${declaredDiffId}: blob ${blob.digest} ` +
+      `uncompresses to ${cached.diffId} (verified when it was first measured)`);
+  }
+  if (cached.blobSize !== blob.size) {
+    throw new CcpipeError('DIGEST_MISMATCH', `layer ${declaredDiffId}: blob ${blob.digest} ` +
+      `is ${cached.blobSize} bytes, the manifest says ${blob.size}`);
+  }
+  return { diffId: cached.diffId, root: cached.root, size: cached.size };
 }
 
 function wrapLayerError(diffId: string, err: unknown): unknown {

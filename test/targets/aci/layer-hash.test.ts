@@ -10,6 +10,7 @@ import {
   type LayerHash,
   type LayerRootCache,
 } from '../../../shared/targets/aci/layer-hash.js';
+import type { CachedLayerRoot } from '../../../shared/targets/layer-root-cache.js';
 import { CASES } from './ext4/cases.js';
 
 const BLOCK = 4096;
@@ -161,18 +162,34 @@ describe('hashLayerStream', () => {
 });
 
 /** An in-memory cache port that records what it was asked. */
-function memoryCache(): LayerRootCache & { entries: Map<string, LayerHash>; gets: string[] } {
-  const entries = new Map<string, LayerHash>();
+type MemoryCache = LayerRootCache & { entries: Map<string, CachedLayerRoot>; gets: string[] };
+
+function memoryCache(): MemoryCache {
+  const entries = new Map<string, CachedLayerRoot>();
   const gets: string[] = [];
   return {
     entries,
     gets,
-    async get(diffId, algorithm) {
-      gets.push(diffId);
-      return entries.get(`${algorithm}/${diffId}`);
+    async get(blob, algorithm) {
+      gets.push(blob);
+      return entries.get(`${algorithm}/${blob}`);
     },
-    async put(hash, algorithm) {
-      entries.set(`${algorithm}/${hash.diffId}`, hash);
+    async put(entry, algorithm) {
+      entries.set(`${algorithm}/${entry.blob}`, entry);
+    },
+  };
+}
+
+/** A layer of golden case `name` read from a blob (compressed or not) of this digest. */
+function cachedLayer(name: string, counter: { opened: number }) {
+  const blobDigest = `sha256:${'b'.repeat(64)}`;
+  const { tar, diffId } = golden(name);
+  return {
+    diffId,
+    blob: { digest: blobDigest, size: tar.length },
+    async open() {
+      counter.opened++;
+      return Readable.from([tar]);
     },
   };
 }
@@ -202,32 +219,56 @@ describe('hashLayers', () => {
     expect(peak).toBeGreaterThan(1);
   });
 
-  it('hashes a layer once and then answers from the cache', async () => {
-    const { tar, diffId, root } = golden('xattrs');
+  it('hashes a layer once and then answers from the cache, keyed by its blob', async () => {
+    const { root } = golden('xattrs');
     const cache = memoryCache();
-    let opened = 0;
-    const layer = {
-      diffId,
-      async open() {
-        opened++;
-        return Readable.from([tar]);
-      },
-    };
+    const counter = { opened: 0 };
+    const layer = cachedLayer('xattrs', counter);
 
     const first = await hashLayers([layer], 1, { cache });
     const second = await hashLayers([layer, layer], 2, { cache });
     expect(first[0]?.root).toBe(root);
     expect(second.map((h) => h.root)).toEqual([root, root]);
-    expect(opened).toBe(1);
-    expect([...cache.entries.keys()]).toEqual([`${LAYER_HASH_ALGORITHM}/${diffId}`]);
+    expect(counter.opened).toBe(1);
+    expect([...cache.entries.keys()]).toEqual([`${LAYER_HASH_ALGORITHM}/${layer.blob.digest}`]);
   });
 
-  it('ignores cache entries of another algorithm version or another layer', async () => {
-    const { tar, diffId, root } = golden('symlinks');
+  it('does not use the cache for a layer without its blob digest', async () => {
+    const { tar, diffId } = golden('files');
     const cache = memoryCache();
-    const stale = { diffId, root: 'f'.repeat(64), size: 1 };
-    cache.entries.set(`older-algorithm/${diffId}`, stale);
     const layer = { diffId, open: async () => Readable.from([tar]) };
+
+    await hashLayers([layer, layer], 1, { cache });
+    expect(cache.gets).toEqual([]);
+    expect(cache.entries.size).toBe(0);
+  });
+
+  it('refuses a cache hit whose diff_id or blob size disagrees with the image', async () => {
+    const cache = memoryCache();
+    const counter = { opened: 0 };
+    const layer = cachedLayer('symlinks', counter);
+    await hashLayers([layer], 1, { cache });
+
+    const lyingDiffId = { ...layer, diffId: golden('files').diffId };
+    await expect(hashLayers([lyingDiffId], 1, { cache })).rejects.toMatchObject({
+      code: 'DIGEST_MISMATCH',
+      message: expect.stringContaining(`uncompresses to ${layer.diffId}`),
+    });
+    const lyingSize = { ...layer, blob: { ...layer.blob, size: layer.blob.size + 1 } };
+    await expect(hashLayers([lyingSize], 1, { cache })).rejects.toMatchObject({
+      code: 'DIGEST_MISMATCH',
+      message: expect.stringContaining('the manifest says'),
+    });
+    expect(counter.opened).toBe(1);
+  });
+
+  it('ignores cache entries of another algorithm version', async () => {
+    const { root } = golden('symlinks');
+    const cache = memoryCache();
+    const layer = cachedLayer('symlinks', { opened: 0 });
+    const stale = { blob: layer.blob.digest, blobSize: layer.blob.size,
+      diffId: layer.diffId, root: 'f'.repeat(64), size: 1 };
+    cache.entries.set(`older-algorithm/${layer.blob.digest}`, stale);
 
     const [hash] = await hashLayers([layer], 1, { cache });
     expect(hash?.root).toBe(root);
@@ -243,7 +284,8 @@ describe('hashLayers', () => {
         throw new Error('storage down');
       },
     };
-    const layer = { diffId, open: async () => Readable.from([tar]) };
+    const layer = { diffId, blob: { digest: diffId, size: tar.length },
+      open: async () => Readable.from([tar]) };
     const [hash] = await hashLayers([layer], 1, { cache: broken });
     expect(hash?.root).toBe(root);
   });
