@@ -135,7 +135,35 @@ function envRule(value: unknown, field: string, source: string): PolicyEnvConfig
     throw invalid(source, `${field}.required`, `must be true or false, got ${show(required)}`);
   }
   const text = textAt(rule.value, `${field}.value`, 4096, source, true);
+  const problem = strategy === 're2' ? re2Problem(`${name}=${text}`) : undefined;
+  if (problem !== undefined) {
+    throw invalid(source, field, `is not an RE2 pattern (${show(`${name}=${text}`)}): ${problem}`);
+  }
   return { name, value: text, strategy, required };
+}
+
+/** What RE2 (the platform's regular expression engine) refuses that JavaScript accepts. */
+const NOT_RE2: ReadonlyArray<[RegExp, string]> = [
+  [/\(\?<?[=!]/, 'lookaround assertions are not supported'],
+  [/\\[1-9]|\\k</, 'backreferences are not supported'],
+];
+
+/**
+ * Why `pattern` is not a valid RE2 expression, or undefined.
+ * NOTE: an approximation: it refuses what RE2 lacks and what JavaScript cannot parse (after
+ * mapping RE2's `(?P<name>` groups), so unbalanced brackets and groups, dangling quantifiers
+ * and the like are caught here rather than by the platform after deployment; the rare syntax
+ * JavaScript accepts and RE2 does not (beyond the list above) still passes.
+ */
+function re2Problem(pattern: string): string | undefined {
+  const unsupported = NOT_RE2.find(([construct]) => construct.test(pattern));
+  if (unsupported !== undefined) return unsupported[1];
+  try {
+    new RegExp(pattern.replaceAll('(?P<', '(?<'));
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
 }
 
 function execProcess(value: unknown, field: string, source: string): PolicyExecConfig {

@@ -56,6 +56,14 @@ describe('parsePolicyConfig through the workload config', () => {
     expect(parseWorkloadConfig(JSON.stringify({ version: 1 }), 'test').policy).toBeUndefined();
   });
 
+  it('accepts RE2 named groups and ordinary patterns', () => {
+    const env = [
+      { name: 'OTEL_[A-Z_]+', value: '.+', strategy: 're2' },
+      { name: 'ID', value: '(?P<n>[0-9]{1,8})', strategy: 're2' },
+    ];
+    expect(parseWorkloadConfig(workloadWith({ env }), 'test').policy?.env).toHaveLength(2);
+  });
+
   it('names the field of every error, and the config it came from', () => {
     const cases: Array<[unknown, string]> = [
       ['all', 'field policy must be an object'],
@@ -67,6 +75,11 @@ describe('parsePolicyConfig through the workload config', () => {
       [{ env: [{ name: 'A', value: 'x', required: 'yes' }] }, 'field policy.env[0].required'],
       [{ env: [{ name: 'SkrClientKID', value: 'x' }] }, 'policy.env[0].name SkrClientKID is set'],
       [{ env: [{ name: 'A=B', value: 'x', strategy: 're2' }] }, 'policy.env[0].name must not'],
+      [{ env: [{ name: 'X[', value: '(unclosed', strategy: 're2' }] },
+        'field policy.env[0] is not an RE2 pattern ("X[=(unclosed")'],
+      [{ env: [{ name: 'B', value: '(?<=a)b', strategy: 're2' }] },
+        'field policy.env[0] is not an RE2 pattern ("B=(?<=a)b"): lookaround'],
+      [{ env: [{ name: 'C', value: '(a)\\1', strategy: 're2' }] }, 'backreferences'],
       [{ env: [{ name: 'A', value: '1' }, { name: 'A', value: '2' }] },
         'policy.env[1].name repeats'],
       [{ execProcesses: [{ command: [] }] }, 'field policy.execProcesses[0].command must not be'],
