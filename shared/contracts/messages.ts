@@ -79,6 +79,8 @@ export interface RedeployRequest {
   /** One cluster of the run to redeploy to; every cluster the run deploys to when absent. */
   cluster?: string;
   reason: string;
+  /** The id `POST /api/redeploy` answered with (`redeploy-<uuid>`), for the logs. */
+  requestId?: string;
 }
 
 /** Messages about one run. */
@@ -90,6 +92,7 @@ export type MessageType = QueueMessage['type'];
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
 const RUN_ID = /^[a-f0-9]{32}$/;
 const REDEPLOY_ID = /^[a-f0-9]{32}$/;
+const REQUEST_ID = /^redeploy-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const CLUSTER = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 /** Largest queue message body accepted (and largest redeploy request). */
 export const MAX_MESSAGE_BYTES = 64 * 1024;
@@ -158,6 +161,13 @@ function redeploy(value: Record<string, unknown>): RedeployRequest {
     request.digest = digest;
   }
   if (value.cluster !== undefined) request.cluster = clusterName(value.cluster);
+  if (value.requestId !== undefined) {
+    const requestId = string(value.requestId, 'requestId');
+    if (!REQUEST_ID.test(requestId)) {
+      throw invalid('requestId', `must be redeploy-<uuid>, got ${show(requestId)}`);
+    }
+    request.requestId = requestId;
+  }
   return request;
 }
 

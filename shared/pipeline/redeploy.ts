@@ -45,18 +45,20 @@ export async function requestRedeploy(
     return { status: 400, jsonBody: { error } };
   }
 
+  // Each request is its own message; the handler collapses those for one run and key version.
+  const messageId = `redeploy-${randomUUID()}`;
   let request: RedeployRequest;
   try {
     const fields = JSON.parse(body) as Record<string, unknown>;
-    const message = JSON.stringify({ ...fields, version: 1, type: 'ccpipe.redeploy' });
+    const message = JSON.stringify({
+      ...fields, version: 1, type: 'ccpipe.redeploy', requestId: messageId,
+    });
     request = parseMessage(message, 'ccpipe.redeploy');
   } catch (err) {
     const reason = isCcpipeError(err) ? err.message : 'body is not a JSON object';
     return { status: 400, jsonBody: { error: reason } };
   }
 
-  // Each request is its own message; the handler collapses those for one run and key version.
-  const messageId = `redeploy-${randomUUID()}`;
   const message = { messageId, correlationId: messageId, body: request };
   await services.bus.send(QUEUES.redeployRequests, message);
   return { status: 202, jsonBody: { requestId: messageId } };
@@ -70,7 +72,9 @@ export async function handleRedeploy(services: Services, body: string, log: Logg
   const key = await services.keys.ensureKey(run.application);
 
   const id = redeployId(run.runId, key.version, services.config.configVersion);
-  const runLog = log.child({ runId: run.runId, redeploy: id });
+  const runLog = log.child({
+    runId: run.runId, redeploy: id, ...(request.requestId ? { requestId: request.requestId } : {}),
+  });
   for (const target of targets) {
     const claim = { id, cluster: target.name, keyVersion: key.version, reason: request.reason };
     if (!(await claimRedeploy(services, run, claim))) {

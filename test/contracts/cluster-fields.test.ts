@@ -46,3 +46,14 @@ describe('cluster fields', () => {
       .toThrow(/message field cluster must be a non-empty string/);
   });
 });
+
+describe('redeploy request id', () => {
+  it('keeps the id POST /api/redeploy answered with, and refuses any other shape', () => {
+    const requestId = 'redeploy-0f8e2b6c-1d2a-4c3b-9e8f-7a6b5c4d3e2f';
+    const parsed = parseMessage(JSON.stringify({ ...REDEPLOY, requestId }), 'ccpipe.redeploy');
+    expect(parsed.requestId).toBe(requestId);
+
+    expect(() => parseMessage(JSON.stringify({ ...REDEPLOY, requestId: 'x' }), 'ccpipe.redeploy'))
+      .toThrow(/message field requestId must be redeploy-<uuid>, got "x"/);
+  });
+});
