@@ -25,7 +25,7 @@
 import { QUEUE_CONCURRENCY } from '../cli/host/local-host.js';
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -39,7 +39,14 @@ import { LEDGER_BLOB } from '../shared/pipeline/services.js';
 import { deriveRunId } from '../shared/runs/run-id.js';
 import { STAGES, type RunRecord } from '../shared/runs/run-record.js';
 import { waitForRun } from '../shared/runs/wait.js';
-import { formatLoad, seconds, withCleanup, writeSection } from './lib.js';
+import {
+  describeRun,
+  formatLoad,
+  percentile,
+  seconds,
+  withCleanup,
+  writeSection,
+} from './lib.js';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -306,7 +313,7 @@ function report(summary: Summary, startLoad: string, stack: LocalStack): string 
       `${checks.deploymentFiles} / ${checks.ledgerRecords}`],
   ];
   return [
-    machine(startLoad),
+    describeRun(startLoad, 'bench'),
     '',
     `Settings: CCPIPE_LAYER_CONCURRENCY=${summary.layerConcurrency}; local host ` +
       `${QUEUE_CONCURRENCY} messages at once per queue; target ${stack.config.target}.`,
@@ -326,22 +333,6 @@ function table(rows: Array<[string, string]>): string {
   return ['| measure | value |', '| --- | --- |', ...lines].join('\n');
 }
 
-/** Nearest-rank percentile of sorted values. */
-function percentile(sorted: number[], p: number): number | undefined {
-  if (sorted.length === 0) return undefined;
-  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)];
-}
-
-function machine(startLoad: string): string {
-  const cpu = cpus();
-  return [
-    `- CPU: ${cpu[0]?.model ?? 'unknown'}, ${cpu.length} cores; ` +
-      `memory ${(totalmem() / 2 ** 30).toFixed(1)} GiB; node ${process.version}`,
-    `- load average (1/5/15 min): ${startLoad} at the start, ${formatLoad()} at the end ` +
-      '(a shared VM: other work runs beside the bench; figures vary with it)',
-    `- date: ${new Date().toISOString()}`,
-  ].join('\n');
-}
 
 /** Replaces the marked section of bench/results.md, or appends it. */
 async function writeResults(text: string, count: number): Promise<void> {

@@ -5,7 +5,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
-import { loadavg } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -118,4 +118,22 @@ export async function measureChild(args: string[], timeoutMs = 600_000) {
   if (reported.ms !== undefined) measurement.ms = reported.ms;
   if (reported.root !== undefined) measurement.root = reported.root;
   return measurement;
+}
+
+/** Nearest-rank percentile of sorted values. */
+export function percentile(sorted: number[], p: number): number | undefined {
+  if (sorted.length === 0) return undefined;
+  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+/** The machine and its load during a run of `what` (`bench`, `soak`), as Markdown lines. */
+export function describeRun(startLoad: string, what: string): string {
+  const cpu = cpus();
+  return [
+    `- CPU: ${cpu[0]?.model ?? 'unknown'}, ${cpu.length} cores; ` +
+      `memory ${(totalmem() / 2 ** 30).toFixed(1)} GiB; node ${process.version}`,
+    `- load average (1/5/15 min): ${startLoad} at the start, ${formatLoad()} at the end ` +
+      `(a shared VM: other work runs beside the ${what}; figures vary with it)`,
+    `- date: ${new Date().toISOString()}`,
+  ].join('\n');
 }

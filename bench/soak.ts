@@ -16,11 +16,18 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCrashScenario, type CrashReport } from './crash.js';
 import { repoRoot } from './crash-host.js';
-import { formatLoad, seconds, withCleanup, writeSection } from './lib.js';
+import {
+  describeRun,
+  formatLoad,
+  percentile,
+  seconds,
+  withCleanup,
+  writeSection,
+} from './lib.js';
 
 const BEGIN = '<!-- soak:begin -->';
 const END = '<!-- soak:end -->';
@@ -146,7 +153,7 @@ async function timed(
 // ---- output ----------------------------------------------------------------------------------
 
 function report(parts: Part[], crash: CrashReport | undefined, startLoad: string): string {
-  const lines = [machine(startLoad), ''];
+  const lines = [describeRun(startLoad, 'soak'), ''];
   if (crash) lines.push(crashTable(crash), '');
   lines.push('| part | result | duration | detail |', '| --- | --- | --- | --- |');
   for (const p of parts) {
@@ -178,21 +185,10 @@ function crashTable(crash: CrashReport): string {
 
 function percentiles(values: number[], withMax = false): string {
   const sorted = [...values].sort((a, b) => a - b);
-  const at = (p: number) => sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)];
-  const text = `${seconds(at(50))} / ${seconds(at(95))}`;
+  const text = `${seconds(percentile(sorted, 50))} / ${seconds(percentile(sorted, 95))}`;
   return withMax ? `${text} / ${seconds(sorted.at(-1))}` : text;
 }
 
-function machine(startLoad: string): string {
-  const cpu = cpus();
-  return [
-    `- CPU: ${cpu[0]?.model ?? 'unknown'}, ${cpu.length} cores; ` +
-      `memory ${(totalmem() / 2 ** 30).toFixed(1)} GiB; node ${process.version}`,
-    `- load average (1/5/15 min): ${startLoad} at the start, ${formatLoad()} at the end ` +
-      '(a shared VM: other work runs beside the soak; figures vary with it)',
-    `- date: ${new Date().toISOString()}`,
-  ].join('\n');
-}
 
 function section(text: string): string {
   return [
