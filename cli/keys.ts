@@ -12,6 +12,7 @@ import { describeError } from '../shared/errors.js';
 import { rotateApplicationKey } from '../shared/attestation/key-store.js';
 import type { CommandIo } from './decrypt.js';
 import { operatorServices } from './verify.js';
+import { checkApplication } from './application.js';
 
 const USAGE = 'usage: ccpipe keys rotate <application (registry/repository)>\n';
 
@@ -30,7 +31,8 @@ export async function keysCommand(argv: string[], io: CommandIo = defaultIo): Pr
   }
 
   try {
-    const { keys, log } = operatorServices(io);
+    const { keys, log, config } = operatorServices(io);
+    checkApplication(application, config.outputSuffix);
     const handle = await rotateApplicationKey(keys, application, log);
     io.stdout(`rotated: key ${handle.id} version ${handle.version}\n`);
     return 0;

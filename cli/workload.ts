@@ -12,8 +12,8 @@ import { workloadPath } from '../shared/pipeline/deploy.js';
 import { createBlobService, RUNS_CONTAINER } from '../shared/pipeline/services.js';
 import { azureCredential } from '../shared/adapters/azure/lazy-credential.js';
 import { streamText } from '../shared/runs/run-store.js';
-import { CcpipeError, describeError, statusOf } from '../shared/errors.js';
-import { ImageReference } from '../shared/oci/reference.js';
+import { describeError, statusOf } from '../shared/errors.js';
+import { checkApplication } from './application.js';
 import type { CommandIo } from './decrypt.js';
 
 const USAGE = 'usage: ccpipe workload set <registry/repository> <file.json>\n' +
@@ -58,29 +58,5 @@ export async function workloadCommand(argv: string[], io: CommandIo): Promise<nu
     const missing = statusOf(err) === 404 ? ` (no workload config for ${application})` : '';
     io.stderr(`ccpipe workload: ${describeError(err)}${missing}\n`);
     return 1;
-  }
-}
-
-/**
- * An application is `<registry>/<repository>` exactly as runs name it (lower case, no scheme,
- * tag or digest): a config stored under any other name would never be found by a run.
- */
-function checkApplication(application: string, outputSuffix: string): void {
-  let ref: ImageReference | undefined;
-  try {
-    ref = ImageReference.parse(application);
-  } catch {
-    ref = undefined;
-  }
-
-  const canonical = ref && !ref.tag && !ref.digest && `${ref.registry}/${ref.repository}`;
-  if (ref === undefined || canonical !== application) {
-    throw new CcpipeError('INVALID_INPUT', `application ${JSON.stringify(application)} is not ` +
-      '<registry>/<repository> as runs name it (e.g. 127.0.0.1:5000/team/app, lower case, ' +
-      'no scheme, tag or digest)');
-  }
-  if (ref.repository.endsWith(outputSuffix) || ref.repository.includes(`${outputSuffix}/`)) {
-    throw new CcpipeError('INVALID_INPUT', `application ${application} is ccpipe's output ` +
-      `repository (suffix ${outputSuffix}); name the repository you push to`);
   }
 }

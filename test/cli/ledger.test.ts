@@ -123,6 +123,10 @@ describe('ccpipe keys rotate', () => {
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain('NOT_FOUND');
     expect((await run(keysCommand, ['rotate'])).code).toBe(2);
+
+    const output = await run(keysCommand, ['rotate', '127.0.0.1:5000/team/none-cc']);
+    expect(output.code).toBe(1);
+    expect(output.stderr).toContain("is ccpipe's output repository");
   }, 30_000);
 });
 
