@@ -46,11 +46,10 @@ import {
   seconds,
   withCleanup,
   writeSection,
+  RESULTS_FILE,
 } from './lib.js';
 
 const run = promisify(execFile);
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const RESULTS = join(ROOT, 'bench', 'results.md');
 const BEGIN = '<!-- burst:begin -->';
 const END = '<!-- burst:end -->';
 
@@ -347,8 +346,8 @@ async function writeResults(text: string, count: number): Promise<void> {
     text,
     END,
   ].join('\n');
-  await writeSection(RESULTS, BEGIN, END, section, '# ccpipe benchmark results');
-  log(`wrote ${RESULTS}`);
+  await writeSection(RESULTS_FILE, BEGIN, END, section, '# ccpipe benchmark results');
+  log(`wrote ${RESULTS_FILE}`);
 }
 
 // ---- helpers ---------------------------------------------------------------------------------

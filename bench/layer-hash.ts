@@ -33,14 +33,14 @@ import {
   seconds,
   withCleanup,
   writeSection,
+  PROJECT_ROOT,
+  RESULTS_FILE,
   type Row,
 } from './lib.js';
 import { writeLayerTar, writeSmallFilesTar } from './layer-tar.js';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const RESULTS = join(ROOT, 'bench', 'results.md');
 const BEGIN = '<!-- bench:layer-hash:begin -->';
 const END = '<!-- bench:layer-hash:end -->';
 const REFERENCE_ENV = 'CCPIPE_BENCH_DMVERITY_VHD';
@@ -151,7 +151,7 @@ async function memoryRow(context: Context): Promise<Row> {
 }
 
 function childScript(): string {
-  return join(ROOT, 'dist', 'bench', 'layer-hash-child.js');
+  return join(PROJECT_ROOT, 'dist', 'bench', 'layer-hash-child.js');
 }
 
 // ---- 3. against the reference tool -----------------------------------------------------------
@@ -240,8 +240,8 @@ async function writeResults(table: string, load: string, sizes: Sizes, bytes: nu
       `${sizes.runs} runs; openssl ${sizes.opensslSeconds} s. MB = 10^6 bytes.`,
     END,
   ].join('\n');
-  await writeSection(RESULTS, BEGIN, END, section, '# benchmark results');
-  process.stderr.write(`bench: wrote the layer hashing section of ${RESULTS}\n`);
+  await writeSection(RESULTS_FILE, BEGIN, END, section, '# benchmark results');
+  process.stderr.write(`bench: wrote the layer hashing section of ${RESULTS_FILE}\n`);
 }
 
 function mib(bytes: number): string {

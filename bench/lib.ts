@@ -6,9 +6,16 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
+
+/** The project folder (benchmarks run from `dist/bench/`). */
+export const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** Where every benchmark writes its section of results. */
+export const RESULTS_FILE = join(PROJECT_ROOT, 'bench', 'results.md');
 
 /** The 1/5/15-minute load averages, `a / b / c`. */
 export function formatLoad(): string {

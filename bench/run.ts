@@ -30,7 +30,6 @@ import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { startRegistry } from '../cli/stack/processes.js';
 import { ImageReference } from '../shared/oci/reference.js';
@@ -46,6 +45,8 @@ import {
   seconds,
   withCleanup,
   writeSection,
+  PROJECT_ROOT,
+  RESULTS_FILE,
   type Row,
 } from './lib.js';
 import type { CipherFigures } from './cipher-child.js';
@@ -56,8 +57,6 @@ import { layerHashBench } from './layer-hash.js';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const RESULTS = join(ROOT, 'bench', 'results.md');
 const BEGIN = '<!-- bench:begin -->';
 const END = '<!-- bench:end -->';
 
@@ -280,7 +279,7 @@ async function cipherScenario(context: Context): Promise<Row[]> {
   log('openssl speed (HMAC-SHA256 before and after our figures, averaged)');
   const hmacBefore = await opensslSpeed(['-hmac', 'sha256'], s, 65536);
   log('cipher core, in a child process (one warm-up pass, then the median of three)');
-  const script = join(ROOT, 'dist', 'bench', 'cipher-child.js');
+  const script = join(PROJECT_ROOT, 'dist', 'bench', 'cipher-child.js');
   const child = await run(process.execPath, [script, String(sizes.cipherBytes)], {
     timeout: 300_000,
   });
@@ -353,7 +352,7 @@ async function memoryScenario(context: Context): Promise<Row[]> {
     publicKeyPem: context.publicKeyPem,
   };
   log('encrypting it in a child process');
-  const script = join(ROOT, 'dist', 'bench', 'rss-child.js');
+  const script = join(PROJECT_ROOT, 'dist', 'bench', 'rss-child.js');
   const child = await measureChild([script, JSON.stringify(job)]);
   const baseline = await measureChild(['-e', '0']);
 
@@ -416,8 +415,8 @@ async function writeResults(machine: string, table: string, sizes: Sizes): Promi
     END,
   ].join('\n');
 
-  await writeSection(RESULTS, BEGIN, END, section, '# ocicrypt benchmark results');
-  process.stderr.write(`bench: wrote ${RESULTS}\n`);
+  await writeSection(RESULTS_FILE, BEGIN, END, section, '# ocicrypt benchmark results');
+  process.stderr.write(`bench: wrote ${RESULTS_FILE}\n`);
 }
 
 // ---- helpers ---------------------------------------------------------------------------------
