@@ -1,5 +1,6 @@
 /** The application names operator commands accept. */
 import { CcpipeError } from '../shared/errors.js';
+import { isOutputRepository } from '../shared/ingest/registry-event.js';
 import { ImageReference } from '../shared/oci/reference.js';
 
 /**
@@ -20,7 +21,7 @@ export function checkApplication(application: string, outputSuffix: string): voi
       '<registry>/<repository> as runs name it (e.g. 127.0.0.1:5000/team/app, lower case, ' +
       'no scheme, tag or digest)');
   }
-  if (ref.repository.endsWith(outputSuffix) || ref.repository.includes(`${outputSuffix}/`)) {
+  if (isOutputRepository(ref.repository, outputSuffix)) {
     throw new CcpipeError('INVALID_INPUT', `application ${application} is ccpipe's output ` +
       `repository (suffix ${outputSuffix}); name the repository you push to`);
   }

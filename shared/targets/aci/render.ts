@@ -118,6 +118,10 @@ function deploymentObject(
     'dev.ccpipe/key-version': input.key.version,
   };
 
+  // The containers the run's policy admits: the pod renders only what they allow.
+  const admitted = policyContainers(input.measurement.policyText) ?? [];
+  const app = admitted.find((container) => container.name === APP_CONTAINER_NAME);
+
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
@@ -126,8 +130,8 @@ function deploymentObject(
       replicas,
       selector: { matchLabels: { app: input.application } },
       template: {
-        metadata: { labels: podLabels(input, labels), annotations: podAnnotations },
-        spec: podSpec(input),
+        metadata: { labels: podLabels(input, labels, app), annotations: podAnnotations },
+        spec: podSpec(input, admitted, app),
       },
     },
   };
@@ -137,16 +141,18 @@ function deploymentObject(
  * The pod's labels: the workload identity label only when the workload config asks for it and
  * the run's policy admits what its webhook injects (else the pod would be refused at start).
  */
-function podLabels(input: RenderInput, labels: Record<string, string>): Record<string, string> {
+function podLabels(
+  input: RenderInput,
+  labels: Record<string, string>,
+  app: PolicyContainer | undefined,
+): Record<string, string> {
   const wanted = input.workload?.serviceAccount?.clientId !== undefined;
-  const identity = wanted && admitsWorkloadIdentity(input.measurement.policyText);
+  const identity = wanted && admitsWorkloadIdentity(app);
   return identity ? { ...labels, [WORKLOAD_IDENTITY_LABEL]: 'true' } : { ...labels };
 }
 
 /** True when the measured application container admits the workload identity variables. */
-function admitsWorkloadIdentity(policyText: string): boolean {
-  const app = (policyContainers(policyText) ?? [])
-    .find((container) => container.name === APP_CONTAINER_NAME);
+function admitsWorkloadIdentity(app: PolicyContainer | undefined): boolean {
   const patterns = new Set((app?.env_rules ?? []).map((rule) => rule.pattern));
   return WORKLOAD_IDENTITY_ENV_RULES.every((rule) => patterns.has(`${rule.name}=${rule.value}`));
 }
@@ -154,12 +160,14 @@ function admitsWorkloadIdentity(policyText: string): boolean {
 /** Resources of the SKR sidecar: requests equal to limits, as ACI sizes each container. */
 const SKR_RESOURCES = { cpu: '250m', memory: '256Mi' };
 
-function podSpec(input: RenderInput): Record<string, unknown> {
+function podSpec(
+  input: RenderInput,
+  admitted: PolicyContainer[],
+  app: PolicyContainer | undefined,
+): Record<string, unknown> {
   const workload = input.workload ?? DEFAULT_WORKLOAD;
   const resources = { ...workload.resources };
-  const admitted = policyContainers(input.measurement.policyText) ?? [];
   const sidecar = measuredSidecar(input, admitted);
-  const app = admitted.find((container) => container.name === APP_CONTAINER_NAME);
   const volumes = measuredVolumes(workload.policy, app);
   return {
     ...(workload.serviceAccount ? { serviceAccountName: workload.serviceAccount.name } : {}),
