@@ -57,8 +57,6 @@ export interface PolicyConfig {
   mounts: PolicyMountConfig[];
 }
 
-export const EMPTY_POLICY_CONFIG: PolicyConfig = { env: [], execProcesses: [], mounts: [] };
-
 /**
  * Variables ccpipe sets on the application container itself (secure key release client); a
  * configured rule may not name them.
