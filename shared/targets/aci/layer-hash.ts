@@ -20,13 +20,13 @@
  * is used only when its diff_id and blob size agree with the image being measured.
  */
 import { tmpdir } from 'node:os';
-import { createHash } from 'node:crypto';
 import { CcpipeError } from '../../errors.js';
 import { TarFormatError } from './ext4/tar-header.js';
 import { TarStreamParser, TarUnsupportedError } from './ext4/tar-reader.js';
 import { TarToExt4 } from './ext4/tar-to-ext4.js';
 import { SpoolFile } from './ext4/spool-file.js';
 import { ImageHasher } from './ext4/image-hasher.js';
+import { StreamDigest } from './ext4/native-hashing.js';
 import { Ext4InputError, Ext4Writer } from './ext4/writer.js';
 import type { CachedLayerRoot, LayerRootCache } from '../layer-root-cache.js';
 
@@ -67,28 +67,68 @@ export interface LayerHashOptions {
   cache?: LayerRootCache;
 }
 
+/** The dm-verity root of a layer, without its digest (see {@link hashLayerRoot}). */
+export interface LayerRoot {
+  root: string;
+  /** Uncompressed tar size in bytes. */
+  size: number;
+}
+
 /**
  * Hashes one layer stream: the dm-verity root of its ext4 image and its SHA-256, in one pass.
  * When `diffId` is given, a different SHA-256 is DIGEST_MISMATCH (the bytes are not the layer
  * we were told), reported in preference to any tar error the wrong bytes caused.
+ *
+ * The stream's chunks must not change once emitted (as Node streams promise): parts of them
+ * are hashed later, off the main thread.
  */
 export async function hashLayerStream(
-  stream: NodeJS.ReadableStream,
+  stream: NodeJS.ReadableStream | AsyncIterable<Buffer>,
   diffId?: string,
   options: Pick<LayerHashOptions, 'tmpDir'> = {},
 ): Promise<LayerHash> {
+  const { root, size, digest } = await measure(stream, { diffId, digest: true, ...options });
+  return { diffId: `sha256:${digest as string}`, root, size };
+}
+
+/**
+ * Only the dm-verity root of a layer stream, as `dmverity-vhd roothash` prints it: the
+ * layer's own SHA-256 is not computed, so nothing ties the bytes to an image's diff_id.
+ * `name` (a file name, say) is what errors call the layer.
+ */
+export async function hashLayerRoot(
+  stream: NodeJS.ReadableStream | AsyncIterable<Buffer>,
+  options: Pick<LayerHashOptions, 'tmpDir'> & { name?: string } = {},
+): Promise<LayerRoot> {
+  const { root, size } = await measure(stream, { digest: false, ...options });
+  return { root, size };
+}
+
+interface MeasureOptions {
+  digest: boolean;
+  diffId?: string;
+  name?: string;
+  tmpDir?: string;
+}
+
+async function measure(
+  stream: NodeJS.ReadableStream | AsyncIterable<Buffer>,
+  options: MeasureOptions,
+): Promise<LayerRoot & { digest?: string }> {
   const dir = options.tmpDir ?? tmpdir();
-  const spool = new SpoolFile(dir);
+  const spool = new SpoolFile(dir, 'img', 'rewrites');
   let hasher: ImageHasher | undefined;
   try {
     hasher = new ImageHasher(dir);
     spool.observer = hasher;
     const writer = new Ext4Writer(spool);
     const parser = new TarStreamParser(new TarToExt4(writer));
-    const { digest, size, failure } = await consume(stream, parser);
+    const sha = options.digest ? new StreamDigest() : undefined;
+    const { digest, size, failure } = await consume(stream, parser, hasher, sha);
 
-    const actual = `sha256:${digest}`;
-    const name = diffId ?? actual;
+    const { diffId } = options;
+    const actual = digest === undefined ? undefined : `sha256:${digest}`;
+    const name = diffId ?? options.name ?? actual ?? 'layer stream';
     if (diffId !== undefined && actual !== diffId.toLowerCase()) {
       throw new CcpipeError(
         'DIGEST_MISMATCH',
@@ -100,22 +140,26 @@ export async function hashLayerStream(
 
     const imageSize = closeImage(writer, name);
     const root = await hasher.finish(spool, imageSize);
-    return { diffId: actual, root, size };
+    return { root, size, digest };
   } finally {
     spool.close();
     hasher?.close();
   }
 }
 
+/** Bytes waiting to be hashed on the thread pool before reading more of the layer waits. */
+const MAX_BACKLOG = 16 * 1024 * 1024;
+
 /**
  * Reads the whole stream, hashing every byte; the tar is converted until it ends or fails
  * (after a failure the rest is still read, to tell corrupt bytes from a malformed layer).
  */
 async function consume(
-  stream: NodeJS.ReadableStream,
+  stream: NodeJS.ReadableStream | AsyncIterable<Buffer>,
   parser: TarStreamParser,
-): Promise<{ digest: string; size: number; failure?: unknown }> {
-  const sha = createHash('sha256');
+  hasher: ImageHasher,
+  sha: StreamDigest | undefined,
+): Promise<{ digest?: string; size: number; failure?: unknown }> {
   let size = 0;
   let failure: unknown;
 
@@ -123,12 +167,14 @@ async function consume(
     if (typeof chunk === 'string') {
       throw new TypeError('layer stream must yield bytes, not strings (no setEncoding)');
     }
-    sha.update(chunk);
+    sha?.update(chunk);
     size += chunk.length;
     if (failure === undefined) failure = attempt(() => parser.write(chunk));
+    if (sha !== undefined && sha.backlog > MAX_BACKLOG) await sha.settle(MAX_BACKLOG / 2);
+    if (hasher.backlog > MAX_BACKLOG) await hasher.settle(MAX_BACKLOG / 2);
   }
   if (failure === undefined) failure = attempt(() => parser.end());
-  return { digest: sha.digest('hex'), size, failure };
+  return { digest: await sha?.digest(), size, failure };
 }
 
 function attempt(step: () => void): unknown {

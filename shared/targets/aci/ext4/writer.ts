@@ -174,8 +174,11 @@ export class Ext4Writer {
 
   // ---- inode data ---------------------------------------------------------------------
 
-  /** Data of the file being written (compactext4's `Write`). */
-  write(bytes: Uint8Array): void {
+  /**
+   * Data of the file being written (compactext4's `Write`). `bytes` must not change
+   * afterwards: it may be hashed later, off the main thread.
+   */
+  write(bytes: Buffer): void {
     if (bytes.length === 0) return;
     const cur = this.current;
     const written = cur?.written ?? 0;
@@ -183,7 +186,8 @@ export class Ext4Writer {
     if (cur === undefined || written + bytes.length > max) {
       fail(cur?.name ?? '', `wrote too much: ${written + bytes.length} > ${max}`);
     }
-    this.put(bytes);
+    this.checkRoom(bytes.length);
+    this.file.writeStable(bytes);
     cur.written += bytes.length;
   }
 
