@@ -4,20 +4,15 @@
  *   ccpipe start   run the local host with Azurite and the registry, until Ctrl-C
  *   ccpipe demo    push a sample image through the whole pipeline and verify the result
  *   ccpipe decrypt, verify, ledger verify, keys rotate: operator commands (see USAGE)
+ *   ccpipe layer-root: a layer file's dm-verity root hash, offline
  */
-import { workloadCommand } from './workload.js';
-import { runCommand } from './run.js';
-import { hostCommand } from './host-command.js';
 import { join } from 'node:path';
 import { parsePort } from '../shared/config.js';
 import { describeError } from '../shared/errors.js';
 import { createLogger } from '../shared/log.js';
-import { decryptCommand } from './decrypt.js';
-import { demoCommand } from './demo.js';
-import { keysCommand } from './keys.js';
-import { ledgerCommand } from './ledger.js';
-import { verifyCommand } from './verify.js';
-import { startLocalStack } from './stack/local-stack.js';
+
+// Commands are imported when run: most pull in Azure SDK clients, whose loading would
+// otherwise delay every command (layer-root by most of a second).
 
 const USAGE = `usage: ccpipe <command>
   start   run the local stack (Azurite, registry on 127.0.0.1:5000, host on 127.0.0.1:7071)
@@ -36,6 +31,8 @@ const USAGE = `usage: ccpipe <command>
           store or print the application's workload config (replicas, ports, resources)
   run show <runId> [--json]
           print a run's status, stages and each target cluster's deploy
+  layer-root <layer.tar|layer.tar.gz|->... [--diff-id sha256:<hex>]
+          print each layer's dm-verity root hash, as the CCE policy lists it (no Docker)
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -43,27 +40,32 @@ async function main(argv: string[]): Promise<number> {
   const ports = localPorts();
   switch (argv[0]) {
     case 'demo':
-      return demoCommand(join(dataDir, 'demo'), ports);
+      return (await import('./demo.js')).demoCommand(join(dataDir, 'demo'), ports);
     case 'start':
       return startCommand(join(dataDir, 'local'), ports);
     case 'host':
-      return hostCommand();
+      return (await import('./host-command.js')).hostCommand();
     case 'decrypt':
-      return decryptCommand(argv.slice(1));
+      return (await import('./decrypt.js')).decryptCommand(argv.slice(1));
     case 'verify':
-      return verifyCommand(argv.slice(1));
+      return (await import('./verify.js')).verifyCommand(argv.slice(1));
     case 'ledger':
-      return ledgerCommand(argv.slice(1));
+      return (await import('./ledger.js')).ledgerCommand(argv.slice(1));
     case 'keys':
-      return keysCommand(argv.slice(1));
+      return (await import('./keys.js')).keysCommand(argv.slice(1));
+    case 'layer-root':
+      return (await import('./layer-root.js')).layerRootCommand(argv.slice(1), {
+        stdout: (text) => process.stdout.write(text),
+        stderr: (text) => process.stderr.write(text),
+      });
     case 'run':
-      return runCommand(argv.slice(1), {
+      return (await import('./run.js')).runCommand(argv.slice(1), {
         stdout: (text) => process.stdout.write(text),
         stderr: (text) => process.stderr.write(text),
         env: process.env,
       });
     case 'workload':
-      return workloadCommand(argv.slice(1), {
+      return (await import('./workload.js')).workloadCommand(argv.slice(1), {
         stdout: (text) => process.stdout.write(text),
         stderr: (text) => process.stderr.write(text),
         env: process.env,
@@ -96,6 +98,7 @@ async function startCommand(
   // Azurite on its standard ports (the default connection string), or any free ones with 0.
   const blob = parsePort(process.env, 'CCPIPE_LOCAL_AZURITE_PORT', 10000);
   const azuritePorts = blob === 0 ? undefined : { blob, queue: blob + 1 };
+  const { startLocalStack } = await import('./stack/local-stack.js');
   const stack = await startLocalStack({ dataDir, log, ...ports, azuritePorts, persistent: true });
   const storage = azuritePorts
     ? `127.0.0.1:${azuritePorts.blob} (blob), ${azuritePorts.queue} (queue)`

@@ -152,16 +152,24 @@ export class StreamDigest {
 
   /** Resolves once at most `limit` bytes wait to be hashed. */
   async settle(limit: number): Promise<void> {
-    this.pump(true);
-    while (this.backlog > limit && this.running !== undefined) await this.running;
+    while (this.backlog > limit) {
+      this.pump(true);
+      if (this.running === undefined) return;
+      await this.running;
+    }
   }
 
   /** The digest in lower-case hex, once every chunk is hashed. */
   async digest(): Promise<string> {
     if (this.hash !== undefined) return this.hash.digest('hex');
 
-    this.pump(true);
-    while (this.running !== undefined) await this.running;
+    // Every queued chunk must be hashed first; a batch too small to start on its own starts
+    // here, also one queued while the previous batch was running.
+    for (;;) {
+      this.pump(true);
+      if (this.running === undefined) break;
+      await this.running;
+    }
     if (this.failure !== undefined) throw this.failure.error;
     return (this.native as Addon).sha256Final(this.state as object).toString('hex');
   }
