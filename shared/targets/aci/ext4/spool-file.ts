@@ -126,6 +126,11 @@ export class SpoolFile {
 
   /** Appends `count` zero bytes (large runs become a hole, read back as zeros). */
   zero(count: number): void {
+    if (count <= BUFFER_SIZE - this.fill) {
+      this.buffer.fill(0, this.fill, this.fill + count);
+      this.fill += count;
+      return;
+    }
     if (count < BUFFER_SIZE) {
       this.write(ZEROS.subarray(0, count));
       return;

@@ -72,13 +72,35 @@ function isGoZeroTime(time: TarTime): boolean {
 
 /** Bytes up to the first NUL, as a byte string. */
 export function parseString(field: Buffer): string {
-  const nul = field.indexOf(0);
-  return field.toString('latin1', 0, nul < 0 ? field.length : nul);
+  return stringAt(field, 0, field.length);
+}
+
+/** Bytes start..end of `block` up to the first NUL, as a byte string. */
+function stringAt(block: Buffer, start: number, end: number): string {
+  const nul = block.indexOf(0, start);
+  return block.toString('latin1', start, nul < 0 || nul > end ? end : nul);
 }
 
 /** Octal with surrounding spaces/NULs trimmed, as Go's `parseOctal`. */
-function parseOctal(field: Buffer): bigint {
-  const text = parseString(trimSpaceNul(field));
+function octalAt(block: Buffer, start: number, end: number): bigint {
+  while (start < end && (block[start] === 0x20 || block[start] === 0)) start++;
+  while (end > start && (block[end - 1] === 0x20 || block[end - 1] === 0)) end--;
+  if (start === end) return 0n;
+
+  // Up to 17 digits fit a double exactly; the text (up to its first NUL) must be all digits.
+  let value = 0;
+  let at = start;
+  for (; at < end && at - start < 17; at++) {
+    const digit = (block[at] as number) - 0x30;
+    if (digit === -0x30) break;
+    if (digit < 0 || digit > 7) return octalText(stringAt(block, start, end));
+    value = value * 8 + digit;
+  }
+  if (at === end || block[at] === 0) return BigInt(value);
+  return octalText(stringAt(block, start, end));
+}
+
+function octalText(text: string): bigint {
   if (text.length === 0) return 0n;
   if (!/^[0-7]+$/.test(text)) throw new TarFormatError(`bad octal number "${text}"`);
   const value = BigInt('0o' + text);
@@ -86,23 +108,21 @@ function parseOctal(field: Buffer): bigint {
   return BigInt.asIntN(64, value);
 }
 
-function trimSpaceNul(field: Buffer): Buffer {
-  let start = 0;
-  let end = field.length;
-  while (start < end && (field[start] === 0x20 || field[start] === 0)) start++;
-  while (end > start && (field[end - 1] === 0x20 || field[end - 1] === 0)) end--;
-  return field.subarray(start, end);
-}
-
 /** Octal or base-256 (GNU/star binary numbers), as Go's `parseNumeric`. */
 export function parseNumeric(field: Buffer): bigint {
-  if (field.length === 0 || ((field[0] as number) & 0x80) === 0) return parseOctal(field);
+  return numericAt(field, 0, field.length);
+}
 
-  const inv = ((field[0] as number) & 0x40) !== 0 ? 0xff : 0;
+function numericAt(block: Buffer, start: number, end: number): bigint {
+  if (start === end || ((block[start] as number) & 0x80) === 0) {
+    return octalAt(block, start, end);
+  }
+
+  const inv = ((block[start] as number) & 0x40) !== 0 ? 0xff : 0;
   let x = 0n;
-  for (let i = 0; i < field.length; i++) {
-    let c = (field[i] as number) ^ inv;
-    if (i === 0) c &= 0x7f;
+  for (let i = start; i < end; i++) {
+    let c = (block[i] as number) ^ inv;
+    if (i === start) c &= 0x7f;
     if (x >> 56n > 0n) throw new TarFormatError('base-256 number overflows 64 bits');
     x = (x << 8n) | BigInt(c);
   }
@@ -147,19 +167,22 @@ export function parseInt64(text: string): bigint {
 function checksumMatches(block: Buffer): boolean {
   let stored: bigint;
   try {
-    stored = parseOctal(block.subarray(148, 156));
+    stored = octalAt(block, 148, 156);
   } catch {
     return false;
   }
 
-  let unsigned = 0;
-  let signed = 0;
+  // The checksum field counts as eight spaces; a signed sum is the unsigned one less 256 for
+  // each byte of 0x80 or more.
+  let unsigned = 8 * 0x20;
+  let high = 0;
   for (let i = 0; i < 512; i++) {
-    const byte = i >= 148 && i < 156 ? 0x20 : (block[i] as number);
+    if (i === 148) i = 156;
+    const byte = block[i] as number;
     unsigned += byte;
-    signed += byte >= 0x80 ? byte - 0x100 : byte;
+    high += byte >> 7;
   }
-  return stored === BigInt(unsigned) || stored === BigInt(signed);
+  return stored === BigInt(unsigned) || stored === BigInt(unsigned - 256 * high);
 }
 
 type Format = 'v7' | 'ustar' | 'gnu' | 'star';
@@ -185,23 +208,23 @@ export function parseHeaderBlock(block: Buffer): TarHeader {
   const format = formatOf(block);
   const header: TarHeader = {
     typeflag: String.fromCharCode(block[156] as number),
-    name: parseString(block.subarray(0, 100)),
-    linkname: parseString(block.subarray(157, 257)),
-    size: parseNumeric(block.subarray(124, 136)),
-    mode: parseNumeric(block.subarray(100, 108)),
-    uid: parseNumeric(block.subarray(108, 116)),
-    gid: parseNumeric(block.subarray(116, 124)),
+    name: stringAt(block, 0, 100),
+    linkname: stringAt(block, 157, 257),
+    size: numericAt(block, 124, 136),
+    mode: numericAt(block, 100, 108),
+    uid: numericAt(block, 108, 116),
+    gid: numericAt(block, 116, 124),
     devmajor: 0n,
     devminor: 0n,
-    mtime: goUnixTime(toTimeNumber(parseNumeric(block.subarray(136, 148))), 0),
+    mtime: goUnixTime(toTimeNumber(numericAt(block, 136, 148)), 0),
     atime: undefined,
     ctime: undefined,
     pax: new Map(),
   };
   if (format === 'v7') return header;
 
-  header.devmajor = parseNumeric(block.subarray(329, 337));
-  header.devminor = parseNumeric(block.subarray(337, 345));
+  header.devmajor = numericAt(block, 329, 337);
+  header.devminor = numericAt(block, 337, 345);
   const prefix = applyFormatFields(format, block, header);
   if (prefix.length > 0) header.name = `${prefix}/${header.name}`;
   return header;
@@ -209,27 +232,27 @@ export function parseHeaderBlock(block: Buffer): TarHeader {
 
 /** Format-specific fields; returns the name prefix. */
 function applyFormatFields(format: Format, block: Buffer, header: TarHeader): string {
-  if (format === 'ustar') return parseString(block.subarray(345, 500));
+  if (format === 'ustar') return stringAt(block, 345, 500);
 
   if (format === 'star') {
-    header.atime = goUnixTime(toTimeNumber(parseNumeric(block.subarray(476, 488))), 0);
-    header.ctime = goUnixTime(toTimeNumber(parseNumeric(block.subarray(488, 500))), 0);
-    return parseString(block.subarray(345, 476));
+    header.atime = goUnixTime(toTimeNumber(numericAt(block, 476, 488)), 0);
+    header.ctime = goUnixTime(toTimeNumber(numericAt(block, 488, 500)), 0);
+    return stringAt(block, 345, 476);
   }
 
   try {
     if (block[345] !== 0) {
-      header.atime = goUnixTime(toTimeNumber(parseNumeric(block.subarray(345, 357))), 0);
+      header.atime = goUnixTime(toTimeNumber(numericAt(block, 345, 357)), 0);
     }
     if (block[357] !== 0) {
-      header.ctime = goUnixTime(toTimeNumber(parseNumeric(block.subarray(357, 369))), 0);
+      header.ctime = goUnixTime(toTimeNumber(numericAt(block, 357, 369)), 0);
     }
     return '';
   } catch {
     // Go treats a GNU header whose times do not parse as USTAR with a prefix.
     header.atime = undefined;
     header.ctime = undefined;
-    const prefix = parseString(block.subarray(345, 500));
+    const prefix = stringAt(block, 345, 500);
     return isAscii(prefix) ? prefix : '';
   }
 }

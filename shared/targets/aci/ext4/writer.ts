@@ -108,8 +108,13 @@ export function emptyFile(mode: number): Ext4File {
   };
 }
 
+/** An empty, `.` or `..` path segment: the only things cleanPath changes. */
+const NOT_CLEAN = /(^|\/)\.{0,2}(\/|$)/;
+
 /** Go's `path.Clean("/" + name)` without the leading slash. */
 export function cleanPath(name: string): string {
+  if (!NOT_CLEAN.test(name)) return name;
+
   const parts: string[] = [];
   for (const part of name.split('/')) {
     if (part === '' || part === '.') continue;
