@@ -12,6 +12,8 @@
  */
 #include "sha256-x16.h"
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
@@ -183,3 +185,14 @@ TARGET void verity_hash_x16(const unsigned char *input, unsigned char *output) {
     }
   }
 }
+
+#else /* not x86-64: the addon hashes every block with OpenSSL */
+
+int verity_x16_available(void) { return 0; }
+
+void verity_hash_x16(const unsigned char *input, unsigned char *output) {
+  (void)input;
+  (void)output;
+}
+
+#endif
