@@ -44,7 +44,7 @@ const BLOCK_SIZE = 4096;
 /** Shorter runs of stable bytes are copied: handing them over separately costs more. */
 const MIN_STABLE_RUN = 256 * 1024;
 /** Released buffers kept for reuse (fresh ones cost page faults and garbage collection). */
-const MAX_SPARE_BUFFERS = 8;
+const MAX_SPARE_BUFFERS = 4;
 
 /** What a {@link SpoolFile} stores: every byte, or only the positioned rewrites. */
 export type SpoolKeep = 'all' | 'rewrites';
@@ -223,7 +223,8 @@ export class SpoolFile {
   /**
    * A rewrite of a file that keeps only rewrites must lie before the position, and a block it
    * covers only in part must hold no appended bytes (those were not stored, so the block
-   * could not be read back whole).
+   * could not be read back whole), nor be able to receive any later: it must end at or
+   * before the position.
    */
   private checkRewrite(offset: number, length: number): void {
     const end = offset + length;
@@ -234,11 +235,12 @@ export class SpoolFile {
     if (offset % BLOCK_SIZE !== 0) partial.push(offset - (offset % BLOCK_SIZE));
     if (end % BLOCK_SIZE !== 0) partial.push(end - (end % BLOCK_SIZE));
     for (const start of partial) {
+      const open = start + BLOCK_SIZE > this.flushed;
       const overlaps = this.unstored.some(([a, b]) => a < start + BLOCK_SIZE && start < b);
-      if (overlaps) {
+      if (open || overlaps) {
         throw new RangeError(
           `${this.path}: rewrite of ${offset}..${end} covers part of the block at ${start}, ` +
-            'whose appended bytes were not kept',
+            'whose appended bytes were not kept (or would not be)',
         );
       }
     }
