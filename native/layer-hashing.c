@@ -193,6 +193,9 @@ typedef struct {
   int final;
 } Digest;
 
+/* Marks the externals sha256Create makes, so that no other external passes for a state. */
+static const napi_type_tag DIGEST_TAG = {0x6363706970652d73ULL, 0x6861323536737431ULL};
+
 static void digest_free(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
@@ -214,6 +217,7 @@ static napi_value sha256_create(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "sha256Create: could not create the state");
     return NULL;
   }
+  napi_type_tag_object(env, result, &DIGEST_TAG);
   return result;
 }
 
@@ -222,8 +226,11 @@ static Digest *usable_digest(napi_env env, napi_value value, const char *what) {
   napi_valuetype type;
   Digest *digest = NULL;
 
+  bool ours = false;
+
   napi_typeof(env, value, &type);
-  if (type != napi_external) {
+  if (type == napi_external) napi_check_object_type_tag(env, value, &DIGEST_TAG, &ours);
+  if (!ours) {
     napi_throw_type_error(env, NULL, "sha256: expected a state from sha256Create");
     return NULL;
   }

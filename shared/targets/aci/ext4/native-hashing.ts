@@ -108,7 +108,7 @@ export function blockHasher(): BlockHasher {
   return {
     offloads: true,
     hash: (input, output) => native.hashBlocks(input, output),
-    hashAsync: (input, output) => native.hashBlocksAsync(input, output),
+    hashAsync: async (input, output) => native.hashBlocksAsync(input, output),
   };
 }
 
