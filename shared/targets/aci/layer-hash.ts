@@ -7,12 +7,13 @@
  * (4 KiB blocks, 32 zero bytes of salt; see `ext4/verity.ts`) is the layer's hash.
  *
  * One pass over the layer stream: the tar is parsed as it arrives, its SHA-256 is checked
- * against the declared diff_id, and file data is appended to a temporary ext4 image file
- * (never held in memory; its name is removed as soon as it is open, and
- * the space is released when hashing ends, also on failure) and hashed as it is
- * written (`ext4/image-hasher.ts`; only the few blocks written out of order are read back).
- * Memory is the per-file metadata (see `ext4/inode.ts`) plus a few MB of buffers, whatever
- * the layer size.
+ * against the declared diff_id, and the ext4 image is hashed block by block as it is laid out
+ * (`ext4/image-hasher.ts`). The image itself is never held in memory or on disk: only the few
+ * blocks written out of order (superblock, group descriptors, rewritten xattr blocks) go to a
+ * temporary file, whose name is removed as soon as it is open and whose space is released
+ * when hashing ends, also on failure. The SHA-256 work runs on the thread pool where the
+ * native addon is built (`ext4/native-hashing.ts`). Memory is the per-file metadata (see
+ * `ext4/inode.ts`) plus some tens of MB of buffers, whatever the layer size.
  *
  * Roots can be cached by layer blob digest (`LayerRootCache`, one implementation in blob
  * storage: shared/pipeline/layer-root-cache.ts); cache entries are keyed by
@@ -151,8 +152,9 @@ async function measure(
 const MAX_BACKLOG = 16 * 1024 * 1024;
 
 /**
- * Reads the whole stream, hashing every byte; the tar is converted until it ends or fails
- * (after a failure the rest is still read, to tell corrupt bytes from a malformed layer).
+ * Reads the whole stream (hashing every byte when `sha` is given); the tar is converted until
+ * it ends or fails (after a failure the rest is still read, to tell corrupt bytes from a
+ * malformed layer). Waits while more than {@link MAX_BACKLOG} bytes wait to be hashed.
  */
 async function consume(
   stream: NodeJS.ReadableStream | AsyncIterable<Buffer>,

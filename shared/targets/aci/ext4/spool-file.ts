@@ -12,12 +12,12 @@
  *
  * With `keep: 'rewrites'` the appended bytes are only shown to the observer, not stored: the
  * file then holds just the positioned rewrites (the superblock, group descriptors and
- * rewritten xattr blocks), which is all a hash-while-writing observer reads back. Saving the
- * other writes (file contents, nearly the whole image) halves the work of hashing a layer. A
- * rewrite must then cover whole blocks wherever a block also holds appended bytes, or the
- * block could not be read back; such a rewrite is refused.
+ * rewritten xattr blocks), which is all a hash-while-writing observer reads back. Not writing
+ * the rest (file contents: nearly the whole image) saves copying every layer byte to the page
+ * cache. A rewrite must then cover whole blocks wherever a block holds appended bytes or can
+ * still receive them, or the block could not be read back; such a rewrite is refused.
  *
- * Writes are synchronous: the data goes to the page cache, and moving them to the thread pool
+ * Writes are synchronous: they go to the page cache, and moving them to the thread pool
  * measured slower on a busy 2-core machine (buffer churn and waiting outweighed the overlap).
  */
 import { closeSync, ftruncateSync, openSync, read, readSync, unlinkSync, writeSync } from 'node:fs';
