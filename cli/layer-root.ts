@@ -7,11 +7,12 @@
  * (zstd too where this Node.js has zstd), or `-` for standard input.
  *
  * `--diff-id` (with one file) also checks the uncompressed tar's SHA-256 against the given
- * diff_id, as the pipeline does for every layer it measures.
+ * diff_id, as the pipeline does for every layer it measures. An empty file is an empty layer,
+ * as for `tar2ext4`.
  */
 import { createReadStream } from 'node:fs';
-import { pipeline } from 'node:stream';
-import { open } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
+import { Readable, pipeline } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { CcpipeError, describeError } from '../shared/errors.js';
 import { hashLayerRoot, hashLayerStream } from '../shared/targets/aci/layer-hash.js';
@@ -36,6 +37,10 @@ export async function layerRootCommand(
   io: Pick<CommandIo, 'stdout' | 'stderr'>,
 ): Promise<number> {
   const args = parseArgs(argv);
+  if (args === 'help') {
+    io.stdout(USAGE);
+    return 0;
+  }
   if (typeof args === 'string') {
     io.stderr(`ccpipe layer-root: ${args}\n${USAGE}`);
     return 2;
@@ -54,15 +59,17 @@ export async function layerRootCommand(
   return failed === 0 ? 0 : 1;
 }
 
-function parseArgs(argv: string[]): Args | string {
+function parseArgs(argv: string[]): Args | 'help' | string {
   const files: string[] = [];
   let diffId: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
-    if (arg === '--diff-id') {
-      diffId = argv[++i];
+    if (arg === '--help' || arg === '-h') return 'help';
+    if (arg === '--diff-id' || arg.startsWith('--diff-id=')) {
+      diffId = arg === '--diff-id' ? argv[++i] : arg.slice('--diff-id='.length);
       if (diffId === undefined || !/^sha256:[0-9a-f]{64}$/.test(diffId)) {
-        return '--diff-id takes sha256:<64 lower-case hex digits>';
+        return '--diff-id takes sha256:<64 lower-case hex digits>, the digest of the ' +
+          'uncompressed tar (the image config\'s rootfs.diff_ids entry)';
       }
     } else if (arg.startsWith('-') && arg !== '-') {
       return `unknown option ${JSON.stringify(arg)}`;
@@ -71,58 +78,84 @@ function parseArgs(argv: string[]): Args | string {
     }
   }
   if (files.length === 0) return 'name at least one layer file';
+  if (files.filter((file) => file === '-').length > 1) return '- (standard input) goes once';
   if (diffId !== undefined && files.length !== 1) return '--diff-id goes with exactly one file';
   return { files, diffId };
 }
 
 async function rootOf(file: string, diffId: string | undefined): Promise<string> {
-  const stream = await openLayer(file);
-  if (diffId !== undefined) return (await hashLayerStream(stream, diffId)).root;
-  return (await hashLayerRoot(stream, { name: file })).root;
+  const tar = decompressed(await openLayer(file));
+  if (diffId !== undefined) return (await hashLayerStream(tar, diffId)).root;
+  return (await hashLayerRoot(tar, { name: file })).root;
 }
 
-/** The layer's uncompressed tar bytes, decompressing by the file's magic number. */
-async function openLayer(file: string): Promise<NodeJS.ReadableStream> {
+async function openLayer(file: string): Promise<AsyncIterable<Buffer>> {
   if (file === '-') return process.stdin;
 
-  const magic = await readMagic(file);
-  const raw = createReadStream(file, { highWaterMark: READ_SIZE });
-  if (magic.subarray(0, 2).equals(GZIP_MAGIC)) {
-    return decompressed(raw, zlib.createGunzip({ chunkSize: 256 * 1024 }));
+  const info = await stat(file);
+  if (info.isDirectory()) {
+    throw new CcpipeError('INVALID_INPUT', 'is a directory, not a layer file');
   }
-  if (magic.equals(ZSTD_MAGIC)) {
-    const zstd = (zlib as { createZstdDecompress?: () => NodeJS.ReadWriteStream })
-      .createZstdDecompress;
-    if (zstd === undefined) {
-      raw.destroy();
-      throw new CcpipeError(
-        'UNSUPPORTED',
-        `zstd-compressed layer, and Node.js ${process.version} has no zstd: decompress it ` +
-          'first (zstd -d)',
-      );
-    }
-    return decompressed(raw, zstd());
-  }
-  return raw;
+  return createReadStream(file, { highWaterMark: READ_SIZE });
 }
 
-/** `raw` through `decompressor`; a read error of either ends the returned stream with it. */
-function decompressed(
-  raw: NodeJS.ReadableStream,
+/**
+ * The layer's uncompressed tar bytes: gzip and zstd (by their magic numbers in the first
+ * bytes) are decompressed, anything else is taken as a tar.
+ */
+async function* decompressed(raw: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  const chunks = raw[Symbol.asyncIterator]();
+  const first = await chunks.next();
+  if (first.done === true) return;
+
+  const head = first.value;
+  const all = (async function* (): AsyncGenerator<Buffer> {
+    yield head;
+    for (let next = await chunks.next(); next.done !== true; next = await chunks.next()) {
+      yield next.value;
+    }
+  })();
+  if (startsWith(head, GZIP_MAGIC)) {
+    yield* inflated(all, zlib.createGunzip({ chunkSize: 256 * 1024 }), 'gzip');
+  } else if (startsWith(head, ZSTD_MAGIC)) {
+    yield* inflated(all, zstdDecompressor(), 'zstd');
+  } else {
+    yield* all;
+  }
+}
+
+function startsWith(bytes: Buffer, magic: Buffer): boolean {
+  return bytes.length >= magic.length && bytes.subarray(0, magic.length).equals(magic);
+}
+
+function zstdDecompressor(): NodeJS.ReadWriteStream {
+  const create = (zlib as { createZstdDecompress?: () => NodeJS.ReadWriteStream })
+    .createZstdDecompress;
+  if (create === undefined) {
+    throw new CcpipeError(
+      'UNSUPPORTED',
+      `zstd-compressed layer, and Node.js ${process.version} has no zstd: decompress it ` +
+        'first (zstd -d)',
+    );
+  }
+  return create();
+}
+
+/** `source` through `decompressor`; its errors say which compression did not decompress. */
+async function* inflated(
+  source: AsyncIterable<Buffer>,
   decompressor: NodeJS.ReadWriteStream,
-): NodeJS.ReadableStream {
-  return pipeline(raw, decompressor, () => {
+  format: string,
+): AsyncGenerator<Buffer> {
+  const output = pipeline(Readable.from(source), decompressor, () => {
     // Errors reach the reader through the decompressor, which pipeline destroys with them.
   });
-}
-
-async function readMagic(file: string): Promise<Buffer> {
-  const handle = await open(file, 'r');
   try {
-    const magic = Buffer.alloc(4);
-    const { bytesRead } = await handle.read(magic, 0, 4, 0);
-    return magic.subarray(0, bytesRead);
-  } finally {
-    await handle.close();
+    for await (const chunk of output) yield chunk as Buffer;
+  } catch (err) {
+    const zlibError = String((err as { code?: unknown }).code ?? '').startsWith('Z_');
+    if (!zlibError) throw err;
+    const message = err instanceof Error ? err.message : String(err);
+    throw new CcpipeError('INVALID_INPUT', `not valid ${format}: ${message}`, { cause: err });
   }
 }

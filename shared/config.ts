@@ -47,6 +47,12 @@ export interface Config {
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** Key Vault (Premium) or Managed HSM holding the application keys. `CCPIPE_KEY_VAULT_URL`. */
   keyVaultUrl?: string;
+  /**
+   * Hash layers with the native addon where it was built. `CCPIPE_VERITY_NATIVE`, default
+   * true (read again by shared/targets/aci/ext4/native-hashing.ts; validated here so that a
+   * bad value stops the host at start-up).
+   */
+  verityNative: boolean;
   /** Write releasePolicies immutable. `CCPIPE_KEY_VAULT_IMMUTABLE_POLICY`, default false. */
   keyVaultImmutablePolicy: boolean;
   /**
@@ -119,6 +125,7 @@ export function loadConfig(env: Env = process.env): Config {
       ? httpsUrl('CCPIPE_KEY_VAULT_URL', env.CCPIPE_KEY_VAULT_URL)
       : undefined,
     keyVaultImmutablePolicy: flag(env, 'CCPIPE_KEY_VAULT_IMMUTABLE_POLICY', false),
+    verityNative: flag(env, 'CCPIPE_VERITY_NATIVE', true),
     storageBlobUrl: optionalHttps(env, 'CCPIPE_STORAGE_BLOB_URL'),
     serviceBusNamespace: optionalHost(env, 'CCPIPE_SERVICE_BUS_NAMESPACE'),
     clusterName: matching('CCPIPE_CLUSTER_NAME', env.CCPIPE_CLUSTER_NAME || 'local', DNS_LABEL),
@@ -186,7 +193,8 @@ export function loadOperatorConfig(env: Env = process.env): OperatorConfig {
 }
 
 /** `true` or `false` (also `1`/`0`); empty or unset means `fallback`. */
-function flag(env: Env, name: string, fallback: boolean): boolean {
+/** A boolean setting: `true`/`1` or `false`/`0` (any case), else an error naming it. */
+export function flag(env: Env, name: string, fallback: boolean): boolean {
   const raw = env[name]?.trim().toLowerCase();
   if (raw === undefined || raw === '') return fallback;
   if (raw === 'true' || raw === '1') return true;

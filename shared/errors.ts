@@ -50,7 +50,8 @@ export function describeError(err: unknown): string {
   for (let depth = 0; current !== undefined && depth < 5; depth++) {
     if (current instanceof Error) {
       const code = isCcpipeError(current) ? `${current.code}: ` : '';
-      parts.push(code + current.message);
+      // A cause whose message the error already quotes adds nothing.
+      if (!parts.at(-1)?.includes(current.message)) parts.push(code + current.message);
       current = current.cause;
     } else {
       parts.push(String(current));

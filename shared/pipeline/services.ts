@@ -13,6 +13,7 @@ import type { KeyStore } from '../attestation/key-store.js';
 import { RegistryClient } from '../oci/registry-client.js';
 import { RunStore } from '../runs/run-store.js';
 import { createLogger, type Logger } from '../log.js';
+import { hashingKind } from '../targets/aci/ext4/native-hashing.js';
 import { join } from 'node:path';
 import type { TokenCredential } from '@azure/identity';
 import type { KeyClientOptions } from '@azure/keyvault-keys';
@@ -45,6 +46,7 @@ export interface Services {
  * identity-based, with one lazily created credential) for each Azure setting that is present.
  */
 export function createServices(config: Config, log: Logger = createLogger()): Services {
+  logLayerHashingOnce(config, log);
   const credential = azureCredential(config.azureClientId);
   const blobs = createBlobService(config, credential);
   const runsContainer = blobs.getContainerClient(RUNS_CONTAINER);
@@ -60,6 +62,15 @@ export function createServices(config: Config, log: Logger = createLogger()): Se
     keys: createKeyStore(config, log, { credential }),
     cluster: createCluster(config, credential, log),
   };
+}
+
+let layerHashingLogged = false;
+
+/** Says once per process whether the aci target hashes layers natively or in JavaScript. */
+function logLayerHashingOnce(config: Config, log: Logger): void {
+  if (layerHashingLogged || config.target !== 'aci') return;
+  layerHashingLogged = true;
+  log.info('layer hashing', { implementation: hashingKind() });
 }
 
 /** Blob storage: the identity-based endpoint when set, else the connection string. */

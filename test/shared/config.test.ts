@@ -14,7 +14,9 @@ describe('loadConfig', () => {
       registryAllowlist: ['127.0.0.1:5000', 'localhost:5000'],
       maaEndpoint: 'https://sharedeus2.eus2.attest.azure.net',
       logLevel: 'info',
+      verityNative: true,
     });
+    expect(loadConfig({ ...base, CCPIPE_VERITY_NATIVE: 'FALSE' }).verityNative).toBe(false);
   });
 
   it('treats an empty port as unset', () => {
@@ -32,6 +34,7 @@ describe('loadConfig', () => {
     [{ CCPIPE_REGISTRY_ALLOWLIST: 'http://r.example/' }, /CCPIPE_REGISTRY_ALLOWLIST is not valid/],
     [{ CCPIPE_PLAIN_HTTP_REGISTRIES: 'r.example' }, /loopback hosts only/],
     [{ CCPIPE_TARGET: 'tdx' }, /"tdx" is not a known target/],
+    [{ CCPIPE_VERITY_NATIVE: 'off' }, /CCPIPE_VERITY_NATIVE must be true or false, got "off"/],
     [{ CCPIPE_SKR_SIDECAR_IMAGE: 'r.example/aci/skr:2.7' }, /CCPIPE_SKR_SIDECAR_IMAGE must be/],
     [
       { CCPIPE_SKR_SIDECAR_IMAGE: `r.example/aci/skr@sha256:${'a'.repeat(63)}` },

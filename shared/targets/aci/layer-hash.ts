@@ -133,7 +133,7 @@ async function measure(
     if (diffId !== undefined && actual !== diffId.toLowerCase()) {
       throw new CcpipeError(
         'DIGEST_MISMATCH',
-        `layer ${diffId}: uncompressed content has digest ${actual}`,
+        `layer ${diffId}: the uncompressed tar has digest ${actual}, not this diff_id`,
         failure === undefined ? {} : { cause: failure },
       );
     }

@@ -14,6 +14,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { flag } from '../../../config.js';
 import { VERITY_BLOCK_SIZE, nodeHash } from './verity.js';
 
 const HASH_SIZE = 32;
@@ -47,8 +48,7 @@ function addon(): Addon | undefined {
 }
 
 function loadAddon(): Addon | undefined {
-  const setting = process.env.CCPIPE_VERITY_NATIVE;
-  if (setting === '0' || setting === 'off') return undefined;
+  if (!flag(process.env, 'CCPIPE_VERITY_NATIVE', true)) return undefined;
 
   const require = createRequire(import.meta.url);
   for (const candidate of CANDIDATES) {

@@ -66,6 +66,9 @@ export class TarStreamParser {
     if (this.state === 'end') return;
     if (this.state === 'header' && this.blockFill === 0) return;
     if (this.state === 'zero' && this.blockFill === 0) return;
+    if (this.entries === 0 && this.state === 'header') {
+      throw new TarFormatError('not a tar archive: it ends inside its first 512-byte header');
+    }
     throw new TarFormatError(`tar truncated after ${this.entries} entries`);
   }
 
@@ -96,6 +99,17 @@ export class TarStreamParser {
     return offset + taken;
   }
 
+  /** The header block; a first block that is no header says the input is not a tar. */
+  private parseHeader(): TarHeader {
+    try {
+      return parseHeaderBlock(this.block);
+    } catch (err) {
+      if (this.entries > 0 || !(err instanceof TarFormatError)) throw err;
+      throw new TarFormatError(`not a tar archive: its first 512 bytes are no tar header ` +
+        `(${err.message})`);
+    }
+  }
+
   private onBlock(): void {
     const zero = this.block.every((byte) => byte === 0);
     if (this.state === 'zero') {
@@ -107,7 +121,7 @@ export class TarStreamParser {
       this.state = 'zero';
       return;
     }
-    this.onHeader(parseHeaderBlock(this.block));
+    this.onHeader(this.parseHeader());
   }
 
   private onHeader(header: TarHeader): void {
