@@ -277,18 +277,23 @@ export class Ext4Writer {
   makeParents(name: string): void {
     this.finishInode();
 
+    // Walks down once (no lookup from the root per level: deep paths stay linear).
     const clean = cleanPath(name);
-    let parents = clean.slice(0, clean.lastIndexOf('/') + 1);
-    let current = '';
+    const last = clean.lastIndexOf('/');
     let parent = this.root();
-    while (parents !== '') {
-      const [dirname, rest] = splitFirst(parents);
-      parents = rest;
-      current += `/${dirname}`;
-      if (parent.children?.get(dirname) === undefined) {
-        this.create(current, this.inheritedFile(parent));
+    for (let start = 0; start <= last; ) {
+      const slash = clean.indexOf('/', start);
+      const dirname = clean.slice(start, slash);
+      let child = parent.children?.get(dirname);
+      if (child === undefined) {
+        const path = `/${clean.slice(0, slash)}`;
+        if (!parent.isDir) fail(path, 'path not found');
+        if (dirname.length > 0xff) fail(path, 'invalid name (longer than 255 bytes)');
+        this.createIn(parent, undefined, dirname, path, this.inheritedFile(parent));
+        child = (parent.children as Map<string, Inode>).get(dirname) as Inode;
       }
-      parent = (parent.children as Map<string, Inode>).get(dirname) as Inode;
+      parent = child;
+      start = slash + 1;
     }
   }
 
@@ -310,6 +315,17 @@ export class Ext4Writer {
   create(name: string, f: Ext4File): void {
     this.finishInode();
     const { dir, child: existing, base } = this.lookup(name, false);
+    this.createIn(dir, existing, base, name, f);
+  }
+
+  /** {@link create} once `name` is resolved to its directory, entry and base name. */
+  private createIn(
+    dir: Inode,
+    existing: Inode | undefined,
+    base: string,
+    name: string,
+    f: Ext4File,
+  ): void {
     const wantsDir = (f.mode & TYPE_MASK) === S_IFDIR;
 
     let reuse: Inode | undefined;
@@ -532,10 +548,16 @@ export class Ext4Writer {
     return node.isDir ? 2 : 1;
   }
 
+  /** Writes `dir`, then each subdirectory depth first (without recursion: trees may be deep). */
   private writeDirectoryRecursive(dir: Inode, parent: Inode): void {
-    this.writeDirectory(dir, parent);
-    for (const [, child] of sortedChildren(dir)) {
-      if (child.isDir) this.writeDirectoryRecursive(child, dir);
+    const pending: [Inode, Inode][] = [[dir, parent]];
+    for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+      const [node, above] = next;
+      this.writeDirectory(node, above);
+      const subdirectories = sortedChildren(node).filter(([, child]) => child.isDir);
+      for (let i = subdirectories.length - 1; i >= 0; i--) {
+        pending.push([(subdirectories[i] as [string, Inode])[1], node]);
+      }
     }
   }
 

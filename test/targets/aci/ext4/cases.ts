@@ -115,6 +115,11 @@ export const CASES: Record<string, () => Buffer> = {
       file(`prefix/${'p'.repeat(120)}`, 'gnu', { gnuLongNames: true }),
     ]),
 
+  // 3000 nested directories under one file (PAX path of 6 KB): built and written without
+  // recursion, parents created in one walk.
+  'deep-dirs': () =>
+    buildTar([file(`${'d/'.repeat(3000)}leaf`, 'deep'), file(`${'d/'.repeat(2)}side`, 'x')]),
+
   'big-file': () => buildTar([file('big.bin', pseudoRandom(1536 * 1024 + 123, 5))]),
 
   'zero-file': () =>
