@@ -66,6 +66,9 @@ export class TarStreamParser {
     if (this.state === 'end') return;
     if (this.state === 'header' && this.blockFill === 0) return;
     if (this.state === 'zero' && this.blockFill === 0) return;
+    // Go's reader takes the end of the input inside the padding after an entry (even before
+    // any of it) as the end of the archive, not as truncation.
+    if (this.state === 'padding') return;
     if (this.entries === 0 && this.state === 'header') {
       throw new TarFormatError('not a tar archive: it ends inside its first 512-byte header');
     }
@@ -169,7 +172,13 @@ export class TarStreamParser {
 
   /** Go reports a global header as an entry with only its name, type and records. */
   private emitGlobal(raw: TarHeader, records: Map<string, string>): void {
-    mergePax(raw, records);
+    try {
+      mergePax(raw, records);
+    } catch (err) {
+      // Go ignores a global header's bad records (only its name and records are reported).
+      if (!(err instanceof TarFormatError)) throw err;
+      raw.name = records.get('path') || raw.name;
+    }
     this.entries++;
     this.sink.entry({
       typeflag: raw.typeflag,

@@ -191,4 +191,18 @@ export const CASES: Record<string, () => Buffer> = {
     const global = entryBlocks({ name: 'pax_global_header', type: 'g', data: records });
     return Buffer.concat([...global, buildTar([file('f', 'x')])]);
   },
+
+  // Go ignores a global header's records that do not parse (here a uid).
+  'pax-global-bad-uid': () => {
+    const records = Buffer.from('10 uid=zz\n14 comment=ok\n');
+    const global = entryBlocks({ name: 'pax_global_header', type: 'g', data: records });
+    return Buffer.concat([...global, buildTar([file('f', 'x')])]);
+  },
+
+  // The input ends inside the padding after the last entry's data (no end-of-archive
+  // blocks): Go's reader takes that as the end of the archive.
+  'ends-in-padding': () => {
+    const whole = buildTar([file('a', 'first'), file('b', pseudoRandom(700, 9))]);
+    return whole.subarray(0, 3 * 512 + 700 + 100);
+  },
 };
