@@ -235,28 +235,37 @@ export async function hashLayers(
   }
 
   const results: LayerHash[] = new Array(layers.length);
+  const reading = new Set<NodeJS.ReadableStream>();
   let next = 0;
-  let failed = false;
+  let failure: { error: unknown } | undefined;
 
   const worker = async (): Promise<void> => {
-    while (!failed && next < layers.length) {
+    while (failure === undefined && next < layers.length) {
       const index = next++;
       const layer = layers[index] as HashableLayer;
       try {
-        results[index] = await hashOne(layer, options);
+        results[index] = await hashOne(layer, options, reading, () => failure !== undefined);
       } catch (err) {
-        failed = true;
-        throw wrapLayerError(layer.diffId, err);
+        if (failure !== undefined) return;
+        failure = { error: wrapLayerError(layer.diffId, err) };
+        // The other layers' downloads stop too, and are waited for: nothing runs on after.
+        for (const stream of reading) destroy(stream);
       }
     }
   };
 
   const workers = Array.from({ length: Math.min(concurrency, layers.length) }, worker);
   await Promise.all(workers);
+  if (failure !== undefined) throw failure.error;
   return results;
 }
 
-async function hashOne(layer: HashableLayer, options: LayerHashOptions): Promise<LayerHash> {
+async function hashOne(
+  layer: HashableLayer,
+  options: LayerHashOptions,
+  reading: Set<NodeJS.ReadableStream>,
+  stopped: () => boolean,
+): Promise<LayerHash> {
   const { cache } = options;
   const { blob } = layer;
   if (cache && blob) {
@@ -264,12 +273,26 @@ async function hashOne(layer: HashableLayer, options: LayerHashOptions): Promise
     if (cached !== undefined) return checkedCacheHit(cached, layer.diffId, blob);
   }
 
-  const hash = await hashLayerStream(await layer.open(), layer.diffId, options);
+  const stream = await layer.open();
+  reading.add(stream);
+  let hash: LayerHash;
+  try {
+    if (stopped()) destroy(stream);
+    hash = await hashLayerStream(stream, layer.diffId, options);
+  } finally {
+    reading.delete(stream);
+  }
   if (cache && blob) {
     const entry = { ...hash, blob: blob.digest, blobSize: blob.size };
     await cache.put(entry, LAYER_HASH_ALGORITHM).catch(() => undefined);
   }
   return hash;
+}
+
+/** Stops a layer stream that is no longer wanted (its reader then fails, and is ignored). */
+function destroy(stream: NodeJS.ReadableStream): void {
+  const destroyable = stream as { destroy?: (error?: Error) => void };
+  destroyable.destroy?.(new Error('another layer of the image failed'));
 }
 
 /**
@@ -293,7 +316,15 @@ function checkedCacheHit(
   return { diffId: cached.diffId, root: cached.root, size: cached.size };
 }
 
+/**
+ * Errors that are not ours are taken as failures of the layer's source (network, storage), to
+ * be retried, except JavaScript's own errors, which a retry would only repeat.
+ */
 function wrapLayerError(diffId: string, err: unknown): unknown {
   if (err instanceof CcpipeError) return err;
-  return new CcpipeError('UPSTREAM', `cannot hash layer ${diffId}`, { cause: err });
+  const bug = err instanceof RangeError || err instanceof TypeError ||
+    err instanceof SyntaxError || err instanceof ReferenceError;
+  return new CcpipeError(bug ? 'INTERNAL' : 'UPSTREAM', `cannot hash layer ${diffId}`, {
+    cause: err,
+  });
 }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import {
   hashLayers,
@@ -303,6 +303,34 @@ describe('hashLayers', () => {
       code: 'UPSTREAM',
       message: expect.stringContaining('a'.repeat(64)),
     });
+  });
+
+  it('stops the other layers\' downloads when one fails, and waits for them', async () => {
+    const stalled = new PassThrough();
+    stalled.write((CASES.files as () => Buffer)().subarray(0, 1024));
+    const layers = [
+      { diffId: 'sha256:' + 'b'.repeat(64), open: async () => stalled },
+      {
+        diffId: 'sha256:' + 'c'.repeat(64),
+        open: async () => Readable.from([Buffer.from('not a tar at all')]),
+      },
+    ];
+
+    const failure = await hashLayers(layers, 2).catch((err: unknown) => err);
+
+    expect(failure).toMatchObject({ code: 'DIGEST_MISMATCH' });
+    expect(String((failure as Error).message)).toContain('c'.repeat(64));
+    expect(stalled.destroyed).toBe(true);
+  });
+
+  it('does not retry its own bugs as upstream failures', async () => {
+    const layers = [{
+      diffId: 'sha256:' + 'd'.repeat(64),
+      open: async () => {
+        throw new RangeError('Maximum call stack size exceeded');
+      },
+    }];
+    await expect(hashLayers(layers)).rejects.toMatchObject({ code: 'INTERNAL' });
   });
 
   it('refuses a nonsensical concurrency', async () => {
