@@ -20,12 +20,18 @@
  *   sha256Final(state: object): Uint8Array   (32 bytes; the state cannot be used again)
  *     At most one update of a state may be running at a time.
  * The caller must not change any buffer it passed until the promise settles.
+ *
+ * NOTE: nor may it detach one (transfer its ArrayBuffer away): N-API can keep a typed array
+ * alive but cannot pin its memory, so a detached buffer could be freed under a running job.
+ * ccpipe passes only stream chunks and its own spool buffers, which are never transferred;
+ * the addon is loaded only by shared/targets/aci/ext4/native-hashing.ts.
  */
 #define NAPI_VERSION 8
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <node_api.h>
 #include <openssl/sha.h>
 #include "sha256-x16.h"
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -242,17 +248,29 @@ static Digest *usable_digest(napi_env env, napi_value value, const char *what) {
   return digest;
 }
 
+/* Most chunks one update takes (a batch of a few MiB is a few hundred). */
+#define MAX_CHUNKS (1u << 20)
+
 typedef struct {
   Digest *digest;
   size_t count;
   const unsigned char **data;
   size_t *length;
-  napi_ref refs[2];
+  /* The state, and every chunk: each is kept alive on its own, whatever becomes of the
+   * array (shrunk, or its elements getters returning fresh arrays). */
+  napi_ref state_ref;
+  napi_ref *chunk_refs;
+  size_t refs_made;
   napi_deferred deferred;
   napi_async_work work;
 } Update;
 
-static void update_free(Update *update) {
+static void update_free(napi_env env, Update *update) {
+  if (update->state_ref != NULL) napi_delete_reference(env, update->state_ref);
+  for (size_t i = 0; i < update->refs_made; i++) {
+    napi_delete_reference(env, update->chunk_refs[i]);
+  }
+  free(update->chunk_refs);
   free(update->data);
   free(update->length);
   free(update);
@@ -281,10 +299,8 @@ static void update_complete(napi_env env, napi_status status, void *data) {
     napi_create_error(env, NULL, message, &result);
     napi_reject_deferred(env, update->deferred, result);
   }
-  napi_delete_reference(env, update->refs[0]);
-  napi_delete_reference(env, update->refs[1]);
   napi_delete_async_work(env, update->work);
-  update_free(update);
+  update_free(env, update);
 }
 
 /* Fills update->data/length from a JS array of Uint8Arrays; throws and returns 0 if not. */
@@ -298,10 +314,15 @@ static int read_chunks(napi_env env, napi_value array, Update *update) {
     return 0;
   }
   napi_get_array_length(env, array, &count);
+  if (count > MAX_CHUNKS) {
+    napi_throw_range_error(env, NULL, "sha256UpdateAsync: more than 1048576 chunks");
+    return 0;
+  }
   update->count = count;
-  update->data = calloc(count + 1, sizeof *update->data);
-  update->length = calloc(count + 1, sizeof *update->length);
-  if (update->data == NULL || update->length == NULL) {
+  update->data = calloc((size_t)count + 1, sizeof *update->data);
+  update->length = calloc((size_t)count + 1, sizeof *update->length);
+  update->chunk_refs = calloc((size_t)count + 1, sizeof *update->chunk_refs);
+  if (update->data == NULL || update->length == NULL || update->chunk_refs == NULL) {
     napi_throw_error(env, NULL, "sha256UpdateAsync: out of memory");
     return 0;
   }
@@ -323,6 +344,11 @@ static int read_chunks(napi_env env, napi_value array, Update *update) {
       napi_throw_type_error(env, NULL, "sha256UpdateAsync: chunks must be Uint8Arrays");
       return 0;
     }
+    if (napi_create_reference(env, item, 1, &update->chunk_refs[i]) != napi_ok) {
+      napi_throw_error(env, NULL, "sha256UpdateAsync: could not hold a chunk");
+      return 0;
+    }
+    update->refs_made = (size_t)i + 1;
     update->data[i] = bytes;
   }
   return 1;
@@ -350,13 +376,12 @@ static napi_value sha256_update_async(napi_env env, napi_callback_info info) {
   }
   update->digest = digest;
   if (!read_chunks(env, args[1], update)) {
-    update_free(update);
+    update_free(env, update);
     return NULL;
   }
 
   /* The state and the array (which holds the chunks) stay alive until completion. */
-  napi_create_reference(env, args[0], 1, &update->refs[0]);
-  napi_create_reference(env, args[1], 1, &update->refs[1]);
+  napi_create_reference(env, args[0], 1, &update->state_ref);
   napi_create_promise(env, &update->deferred, &promise);
   napi_create_string_utf8(env, "ccpipe.sha256Update", NAPI_AUTO_LENGTH, &name);
   napi_create_async_work(env, NULL, name, update_execute, update_complete, update,
@@ -396,12 +421,20 @@ static void export_function(napi_env env, napi_value exports, const char *name,
   napi_set_named_property(env, exports, name, fn);
 }
 
-NAPI_MODULE_INIT() {
+/* Process-wide state, set up once: worker threads may load the addon again while jobs of
+ * earlier loads read it. */
+static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
+
+static void setup(void) {
   static const unsigned char salt[HASH_SIZE] = {0};
 
   use_x16 = verity_x16_available();
   SHA256_Init(&salted);
   SHA256_Update(&salted, salt, sizeof salt);
+}
+
+NAPI_MODULE_INIT() {
+  pthread_once(&setup_once, setup);
 
   export_function(env, exports, "hashBlocks", hash_blocks_sync);
   export_function(env, exports, "hashBlocksAsync", hash_blocks_async);
