@@ -24,6 +24,9 @@ const USAGE =
 /** Large reads: fewer hand-offs between the reading and the hashing threads. */
 const READ_SIZE = 4 * 1024 * 1024;
 
+/** Names that all read standard input, which can be read only once. */
+const STDIN_NAMES = ['-', '/dev/stdin', '/dev/fd/0', '/proc/self/fd/0'];
+
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
 const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 
@@ -78,7 +81,9 @@ function parseArgs(argv: string[]): Args | 'help' | string {
     }
   }
   if (files.length === 0) return 'name at least one layer file';
-  if (files.filter((file) => file === '-').length > 1) return '- (standard input) goes once';
+  if (files.filter((file) => STDIN_NAMES.includes(file)).length > 1) {
+    return '- (standard input) goes once';
+  }
   if (diffId !== undefined && files.length !== 1) return '--diff-id goes with exactly one file';
   return { files, diffId };
 }

@@ -58,7 +58,16 @@ export function describeError(err: unknown): string {
       current = undefined;
     }
   }
-  return parts.join(' <- caused by: ');
+  return escapeControls(parts.join(' <- caused by: '));
+}
+
+/**
+ * Control characters as `\xNN`: messages quote untrusted names (tar entries, references),
+ * which must not drive a terminal or break the one-line form.
+ */
+function escapeControls(text: string): string {
+  return text.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) =>
+    `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 /** The HTTP status an Azure SDK error carries (`statusCode`), if it has one. */

@@ -21,6 +21,13 @@ describe('describeError', () => {
     );
   });
 
+  it('escapes control characters quoted from untrusted input', () => {
+    const err = new CcpipeError('INVALID_INPUT', 'layer x: \x1b]0;owned\x07\x1b[2J/..: bad\nname');
+    expect(describeError(err)).toBe(
+      'INVALID_INPUT: layer x: \\x1b]0;owned\\x07\\x1b[2J/..: bad\\x0aname',
+    );
+  });
+
   it('describes thrown non-errors', () => {
     expect(describeError('plain text')).toBe('plain text');
   });

@@ -129,7 +129,7 @@ async function measure(
 
     const { diffId } = options;
     const actual = digest === undefined ? undefined : `sha256:${digest}`;
-    const name = diffId ?? options.name ?? actual ?? 'layer stream';
+    const name = diffId ?? options.name ?? actual ?? '(stream)';
     if (diffId !== undefined && actual !== diffId.toLowerCase()) {
       throw new CcpipeError(
         'DIGEST_MISMATCH',
@@ -165,18 +165,27 @@ async function consume(
   let size = 0;
   let failure: unknown;
 
-  for await (const chunk of stream) {
-    if (typeof chunk === 'string') {
-      throw new TypeError('layer stream must yield bytes, not strings (no setEncoding)');
-    }
+  for await (const item of stream) {
+    const chunk = asBuffer(item);
     sha?.update(chunk);
     size += chunk.length;
     if (failure === undefined) failure = attempt(() => parser.write(chunk));
     if (sha !== undefined && sha.backlog > MAX_BACKLOG) await sha.settle(MAX_BACKLOG / 2);
     if (hasher.backlog > MAX_BACKLOG) await hasher.settle(MAX_BACKLOG / 2);
+    // Without a digest to finish, nothing after the end-of-archive blocks matters (Go's
+    // reader stops there too), so an endless input still ends.
+    if (sha === undefined && parser.finished) break;
   }
   if (failure === undefined) failure = attempt(() => parser.end());
   return { digest: await sha?.digest(), size, failure };
+}
+
+function asBuffer(chunk: unknown): Buffer {
+  if (Buffer.isBuffer(chunk)) return chunk;
+  if (chunk instanceof Uint8Array) {
+    return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  }
+  throw new TypeError('layer stream must yield bytes, not strings (no setEncoding)');
 }
 
 function attempt(step: () => void): unknown {

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { PassThrough, Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import {
+  hashLayerRoot,
   hashLayers,
   hashLayerStream,
   LAYER_HASH_ALGORITHM,
@@ -154,6 +155,29 @@ describe('hashLayerStream', () => {
     const wrong = `sha256:${'0'.repeat(64)}`;
     const stream = Readable.from([golden('files').tar]);
     await expect(hashLayerStream(stream, wrong)).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
+  });
+
+  it('takes plain Uint8Array chunks', async () => {
+    const tar = (CASES.files as () => Buffer)();
+    const chunks = [new Uint8Array(tar.subarray(0, 700)), new Uint8Array(tar.subarray(700))];
+    const fromBuffer = await hashLayerStream(Readable.from([tar]));
+    expect(await hashLayerStream(Readable.from(chunks))).toEqual(fromBuffer);
+  });
+
+  it('stops reading at the end of the archive when only the root is wanted', async () => {
+    let read = 0;
+    const endless = (async function* (): AsyncGenerator<Buffer> {
+      const tar = (CASES.files as () => Buffer)();
+      yield tar;
+      for (;;) {
+        read++;
+        yield Buffer.alloc(64 * 1024);
+      }
+    })();
+    const { root } = await hashLayerRoot(endless, { name: 'endless' });
+    const expected = await hashLayerStream(Readable.from([(CASES.files as () => Buffer)()]));
+    expect(root).toBe(expected.root);
+    expect(read).toBeLessThan(2);
   });
 
   it('refuses string chunks', async () => {

@@ -51,8 +51,15 @@ export class TarStreamParser {
   private longName = '';
   private longLink = '';
   private entries = 0;
+  /** Whether any block parsed as a header (PAX and GNU long-name headers included). */
+  private sawHeader = false;
 
   constructor(private readonly sink: TarSink) {}
+
+  /** True once the end-of-archive blocks were read: later input is ignored. */
+  get finished(): boolean {
+    return this.state === 'end';
+  }
 
   write(chunk: Buffer): void {
     let offset = 0;
@@ -69,7 +76,7 @@ export class TarStreamParser {
     // Go's reader takes the end of the input inside the padding after an entry (even before
     // any of it) as the end of the archive, not as truncation.
     if (this.state === 'padding') return;
-    if (this.entries === 0 && this.state === 'header') {
+    if (!this.sawHeader && this.state === 'header') {
       throw new TarFormatError('not a tar archive: it ends inside its first 512-byte header');
     }
     throw new TarFormatError(`tar truncated after ${this.entries} entries`);
@@ -105,9 +112,11 @@ export class TarStreamParser {
   /** The header block; a first block that is no header says the input is not a tar. */
   private parseHeader(): TarHeader {
     try {
-      return parseHeaderBlock(this.block);
+      const header = parseHeaderBlock(this.block);
+      this.sawHeader = true;
+      return header;
     } catch (err) {
-      if (this.entries > 0 || !(err instanceof TarFormatError)) throw err;
+      if (this.sawHeader || !(err instanceof TarFormatError)) throw err;
       throw new TarFormatError(`not a tar archive: its first 512 bytes are no tar header ` +
         `(${err.message})`);
     }
