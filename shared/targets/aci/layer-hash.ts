@@ -149,7 +149,7 @@ async function measure(
 }
 
 /** Bytes waiting to be hashed on the thread pool before reading more of the layer waits. */
-const MAX_BACKLOG = 16 * 1024 * 1024;
+const MAX_BACKLOG = 4 * 1024 * 1024;
 
 /**
  * Reads the whole stream (hashing every byte when `sha` is given); the tar is converted until

@@ -60,14 +60,14 @@ export function layoutExtents(
   if (extents === 0) return { root: undefined, leaves: [] };
 
   if (extents <= 4) {
-    const root = Buffer.alloc(60);
+    const root = Buffer.allocUnsafe(60).fill(0); // from the shared pool: one per file
     fillExtents(root, extents, 4, startBlock, 0, blocks);
     return { root, leaves: [] };
   }
   if (extents > 4 * EXTENTS_PER_LEAF) throw new RangeError(`file of ${blocks} blocks too big`);
 
   const leafCount = Math.floor(extents / EXTENTS_PER_LEAF) + 1;
-  const root = Buffer.alloc(60);
+  const root = Buffer.allocUnsafe(60).fill(0);
   writeHeader(root, leafCount, 4, 1);
   const leaves: Buffer[] = [];
   for (let i = 0; i < leafCount; i++) {

@@ -31,6 +31,8 @@ export const TYPE_MASK = 0xf000;
 export const FLAG_HUGE_FILE = 0x40000;
 export const FLAG_EXTENTS = 0x80000;
 
+const NO_XATTRS: readonly Xattr[] = Object.freeze([]);
+
 export class Inode {
   mode = 0;
   uid = 0;
@@ -48,8 +50,9 @@ export class Inode {
   crtime = 0n;
   /** `i_block` content: extent root, short symlink target, or nothing. */
   data: Buffer | undefined;
-  inlineXattrs: Xattr[] = [];
-  blockXattrs: Xattr[] = [];
+  // One shared empty list until an inode has xattrs (most never do: it saves memory per file).
+  inlineXattrs: readonly Xattr[] = NO_XATTRS;
+  blockXattrs: readonly Xattr[] = NO_XATTRS;
   /** Children by name (byte string); only for directories. */
   children: Map<string, Inode> | undefined;
 
