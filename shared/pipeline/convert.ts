@@ -233,6 +233,10 @@ export async function openLayerTar(
   const tar = new PassThrough();
   // Every failure of the blob read (digest, size, transfer) ends the tar stream with it.
   blob.on('error', (err) => tar.destroy(err));
+  // A reader that gives up (destroys the tar stream) stops the download too.
+  tar.once('close', () => {
+    if (!tar.readableEnded) blob.destroy();
+  });
   if (compression === 'none') return blob.pipe(tar);
 
   // Bytes that do not gunzip are taken as bad input, not retried.
