@@ -6,10 +6,10 @@
  * fresh copy of the modules; the first test checks that it really took effect.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CASES } from './cases.js';
+import { chunked, vectors, type Vector } from './vectors.js';
 
 const previous = process.env.CCPIPE_VERITY_NATIVE;
 process.env.CCPIPE_VERITY_NATIVE = '0';
@@ -22,30 +22,6 @@ const { hashLayerStream, hashLayerRoot } = await import(
   '../../../../shared/targets/aci/layer-hash.js'
 );
 const { hashingKind } = await import('../../../../shared/targets/aci/ext4/native-hashing.js');
-
-interface Vector {
-  tarSha256: string;
-  tarSize: number;
-  root: string;
-}
-
-const vectors = (
-  JSON.parse(readFileSync(new URL('./vectors.json', import.meta.url), 'utf8')) as {
-    vectors: Record<string, Vector>;
-  }
-).vectors;
-
-/** Splits bytes into chunks of varying, odd sizes (as a network stream would). */
-function chunked(data: Buffer, seed: number): Buffer[] {
-  const chunks: Buffer[] = [];
-  let size = 1 + (seed % 13);
-  for (let offset = 0; offset < data.length; ) {
-    chunks.push(data.subarray(offset, offset + size));
-    offset += size;
-    size = ((size * 7 + 3) % 70_000) + 1;
-  }
-  return chunks;
-}
 
 describe('ext4 layer roots in JavaScript match the reference converter', () => {
   it('really hashes in JavaScript', () => {

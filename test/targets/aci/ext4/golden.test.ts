@@ -4,35 +4,11 @@
  * records how). Any difference in any byte of the image changes the root.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { hashLayerStream } from '../../../../shared/targets/aci/layer-hash.js';
 import { CASES } from './cases.js';
-
-interface Vector {
-  tarSha256: string;
-  tarSize: number;
-  root: string;
-}
-
-const vectors = (
-  JSON.parse(readFileSync(new URL('./vectors.json', import.meta.url), 'utf8')) as {
-    vectors: Record<string, Vector>;
-  }
-).vectors;
-
-/** Splits bytes into chunks of varying, odd sizes (as a network stream would). */
-function chunked(data: Buffer, seed: number): Buffer[] {
-  const chunks: Buffer[] = [];
-  let size = 1 + (seed % 13);
-  for (let offset = 0; offset < data.length; ) {
-    chunks.push(data.subarray(offset, offset + size));
-    offset += size;
-    size = ((size * 7 + 3) % 70_000) + 1;
-  }
-  return chunks;
-}
+import { chunked, vectors, type Vector } from './vectors.js';
 
 describe('ext4 layer roots match the reference converter', () => {
   it('has a vector for every case and a case for every vector', () => {

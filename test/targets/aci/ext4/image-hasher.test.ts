@@ -2,7 +2,6 @@
  * The hash-while-writing tree root equals the root of the finished file read back, whatever
  * mix of appends, holes and out-of-order rewrites produced it.
  */
-import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,17 +13,12 @@ import {
 } from '../../../../shared/targets/aci/ext4/native-hashing.js';
 import { SpoolFile, type SpoolKeep } from '../../../../shared/targets/aci/ext4/spool-file.js';
 import { VerityTreeHasher } from '../../../../shared/targets/aci/ext4/verity.js';
+import { pseudoRandom } from './cases.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ccpipe-image-hasher-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function bytes(size: number, seed: number): Buffer {
-  const out = Buffer.alloc(size);
-  for (let offset = 0, n = 0; offset < size; offset += 32, n++) {
-    createHash('sha256').update(`${seed}:${n}`).digest().copy(out, offset);
-  }
-  return out;
-}
+const bytes = pseudoRandom;
 
 type Step = (file: SpoolFile) => void;
 

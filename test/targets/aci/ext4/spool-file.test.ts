@@ -2,24 +2,18 @@
  * SpoolFile with `keep: 'rewrites'`: appended bytes are only shown to the observer, so a
  * rewrite is accepted only where the block it touches can still be read back whole.
  */
-import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { SpoolFile, type SpoolKeep } from '../../../../shared/targets/aci/ext4/spool-file.js';
+import { pseudoRandom } from './cases.js';
 
 const BLOCK = 4096;
 const dir = mkdtempSync(join(tmpdir(), 'ccpipe-spool-file-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function bytes(size: number, seed: number): Buffer {
-  const out = Buffer.alloc(size);
-  for (let offset = 0, n = 0; offset < size; offset += 32, n++) {
-    createHash('sha256').update(`${seed}:${n}`).digest().copy(out, offset);
-  }
-  return out;
-}
+const bytes = pseudoRandom;
 
 const open: SpoolFile[] = [];
 afterEach(() => {
