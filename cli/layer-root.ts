@@ -10,11 +10,11 @@
  * diff_id, as the pipeline does for every layer it measures. An empty file is an empty layer,
  * as for `tar2ext4`.
  */
-import { createReadStream } from 'node:fs';
+import { createReadStream, fstatSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable, pipeline } from 'node:stream';
 import * as zlib from 'node:zlib';
-import { CcpipeError, describeError } from '../shared/errors.js';
+import { CcpipeError, describeError, escapeControls } from '../shared/errors.js';
 import { hashLayerRoot, hashLayerStream } from '../shared/targets/aci/layer-hash.js';
 import type { CommandIo } from './decrypt.js';
 
@@ -23,9 +23,6 @@ const USAGE =
 
 /** Large reads: fewer hand-offs between the reading and the hashing threads. */
 const READ_SIZE = 4 * 1024 * 1024;
-
-/** Names that all read standard input, which can be read only once. */
-const STDIN_NAMES = ['-', '/dev/stdin', '/dev/fd/0', '/proc/self/fd/0'];
 
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
 const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
@@ -49,14 +46,19 @@ export async function layerRootCommand(
     return 2;
   }
 
+  if ((await readersOfStdin(args.files)) > 1) {
+    io.stderr(`ccpipe layer-root: - (standard input) goes once\n${USAGE}`);
+    return 2;
+  }
+
   let failed = 0;
   for (const file of args.files) {
     try {
       const root = await rootOf(file, args.diffId);
-      io.stdout(`${root}  ${file}\n`);
+      io.stdout(`${root}  ${escapeControls(file)}\n`);
     } catch (err) {
       failed++;
-      io.stderr(`ccpipe layer-root: ${file}: ${describeError(err)}\n`);
+      io.stderr(`ccpipe layer-root: ${escapeControls(file)}: ${describeError(err)}\n`);
     }
   }
   return failed === 0 ? 0 : 1;
@@ -81,11 +83,33 @@ function parseArgs(argv: string[]): Args | 'help' | string {
     }
   }
   if (files.length === 0) return 'name at least one layer file';
-  if (files.filter((file) => STDIN_NAMES.includes(file)).length > 1) {
-    return '- (standard input) goes once';
-  }
   if (diffId !== undefined && files.length !== 1) return '--diff-id goes with exactly one file';
   return { files, diffId };
+}
+
+/**
+ * How many arguments read standard input: `-`, and any path that opens the pipe (or other
+ * stream) standard input is (`/dev/stdin`, a link to it, ...), which can be read only once.
+ * A regular file given as standard input can be opened again by name, so it does not count.
+ */
+async function readersOfStdin(files: string[]): Promise<number> {
+  let stdin: { dev: number; ino: number } | undefined;
+  try {
+    const info = fstatSync(0);
+    stdin = info.isFile() ? undefined : info;
+  } catch {
+    stdin = undefined;
+  }
+  let count = 0;
+  for (const file of files) {
+    if (file === '-') {
+      count++;
+      continue;
+    }
+    const info = await stat(file).catch(() => undefined);
+    if (stdin && info && info.dev === stdin.dev && info.ino === stdin.ino) count++;
+  }
+  return count;
 }
 
 async function rootOf(file: string, diffId: string | undefined): Promise<string> {

@@ -65,7 +65,7 @@ export function describeError(err: unknown): string {
  * Control characters as `\xNN`: messages quote untrusted names (tar entries, references),
  * which must not drive a terminal or break the one-line form.
  */
-function escapeControls(text: string): string {
+export function escapeControls(text: string): string {
   return text.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) =>
     `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }

@@ -71,7 +71,7 @@ export interface LayerHashOptions {
 /** The dm-verity root of a layer, without its digest (see {@link hashLayerRoot}). */
 export interface LayerRoot {
   root: string;
-  /** Uncompressed tar size in bytes. */
+  /** Bytes of the tar up to and including its end-of-archive blocks (or all, without them). */
   size: number;
 }
 
@@ -101,8 +101,8 @@ export async function hashLayerRoot(
   stream: NodeJS.ReadableStream | AsyncIterable<Buffer>,
   options: Pick<LayerHashOptions, 'tmpDir'> & { name?: string } = {},
 ): Promise<LayerRoot> {
-  const { root, size } = await measure(stream, { digest: false, ...options });
-  return { root, size };
+  const { root, archiveSize } = await measure(stream, { digest: false, ...options });
+  return { root, size: archiveSize };
 }
 
 interface MeasureOptions {
@@ -115,7 +115,7 @@ interface MeasureOptions {
 async function measure(
   stream: NodeJS.ReadableStream | AsyncIterable<Buffer>,
   options: MeasureOptions,
-): Promise<LayerRoot & { digest?: string }> {
+): Promise<LayerRoot & { digest?: string; archiveSize: number }> {
   const dir = options.tmpDir ?? tmpdir();
   const spool = new SpoolFile(dir, 'img', 'rewrites');
   let hasher: ImageHasher | undefined;
@@ -141,7 +141,7 @@ async function measure(
 
     const imageSize = closeImage(writer, name);
     const root = await hasher.finish(spool, imageSize);
-    return { root, size, digest };
+    return { root, size, digest, archiveSize: parser.bytesTaken };
   } finally {
     spool.close();
     hasher?.close();
@@ -172,9 +172,9 @@ async function consume(
     if (failure === undefined) failure = attempt(() => parser.write(chunk));
     if (sha !== undefined && sha.backlog > MAX_BACKLOG) await sha.settle(MAX_BACKLOG / 2);
     if (hasher.backlog > MAX_BACKLOG) await hasher.settle(MAX_BACKLOG / 2);
-    // Without a digest to finish, nothing after the end-of-archive blocks matters (Go's
-    // reader stops there too), so an endless input still ends.
-    if (sha === undefined && parser.finished) break;
+    // Without a digest to finish, nothing after the end-of-archive blocks (Go's reader stops
+    // there too) or after a failure matters: an endless input still ends.
+    if (sha === undefined && (parser.finished || failure !== undefined)) break;
   }
   if (failure === undefined) failure = attempt(() => parser.end());
   return { digest: await sha?.digest(), size, failure };

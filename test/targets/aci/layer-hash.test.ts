@@ -180,6 +180,17 @@ describe('hashLayerStream', () => {
     expect(read).toBeLessThan(2);
   });
 
+  it('gives the archive size up to its end blocks, whatever the chunking', async () => {
+    const tar = (CASES.files as () => Buffer)();
+    const padded = Buffer.concat([tar, Buffer.alloc(10_240)]);
+    for (const size of [1, 777, 4096, padded.length]) {
+      const chunks: Buffer[] = [];
+      for (let at = 0; at < padded.length; at += size) chunks.push(padded.subarray(at, at + size));
+      const result = await hashLayerRoot(Readable.from(chunks));
+      expect(result.size, `chunks of ${size}`).toBe(tar.length);
+    }
+  });
+
   it('refuses string chunks', async () => {
     await expect(hashLayerStream(Readable.from(['text']))).rejects.toThrow(TypeError);
   });

@@ -25,6 +25,9 @@ const HASH_SIZE = 32;
  */
 const MIN_BATCH = 4 << 20;
 
+/** Chunks handed over in one call; more are copied into one buffer (the addon takes 2^20). */
+const MAX_BATCH_CHUNKS = 4096;
+
 interface Addon {
   hashBlocks(input: Uint8Array, output: Uint8Array): void;
   hashBlocksAsync(input: Uint8Array, output: Uint8Array): Promise<void>;
@@ -178,7 +181,10 @@ export class StreamDigest {
     if (this.running !== undefined || this.queued.length === 0 || this.failure) return;
     if (!force && this.queuedBytes < MIN_BATCH) return;
 
-    const chunks = this.queued;
+    // Streams of tiny chunks (a few bytes each) are joined first: one call takes a bounded
+    // number of chunks, and a copy costs less than a million of them.
+    const many = this.queued.length > MAX_BATCH_CHUNKS;
+    const chunks = many ? [Buffer.concat(this.queued)] : this.queued;
     this.queued = [];
     this.runningBytes = this.queuedBytes;
     this.queuedBytes = 0;

@@ -51,6 +51,7 @@ export class TarStreamParser {
   private longName = '';
   private longLink = '';
   private entries = 0;
+  private taken = 0;
   /** Whether any block parsed as a header (PAX and GNU long-name headers included). */
   private sawHeader = false;
 
@@ -61,11 +62,17 @@ export class TarStreamParser {
     return this.state === 'end';
   }
 
+  /** Bytes of input taken, up to and including the end-of-archive blocks. */
+  get bytesTaken(): number {
+    return this.taken;
+  }
+
   write(chunk: Buffer): void {
     let offset = 0;
     while (offset < chunk.length && this.state !== 'end') {
       offset = this.step(chunk, offset);
     }
+    this.taken += offset;
   }
 
   /** Call at the end of the stream: throws if it stopped inside a header or an entry. */
@@ -79,7 +86,8 @@ export class TarStreamParser {
     if (!this.sawHeader && this.state === 'header') {
       throw new TarFormatError('not a tar archive: it ends inside its first 512-byte header');
     }
-    throw new TarFormatError(`tar truncated after ${this.entries} entries`);
+    const entries = this.entries === 1 ? '1 entry' : `${this.entries} entries`;
+    throw new TarFormatError(`tar truncated after ${entries}`);
   }
 
   private step(chunk: Buffer, offset: number): number {

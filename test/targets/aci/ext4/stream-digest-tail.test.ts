@@ -33,4 +33,11 @@ describe('StreamDigest tail', () => {
     }
     expect(await digest.digest()).toBe(want.digest('hex'));
   });
+
+  it('joins a stream of tiny chunks before handing it over', async () => {
+    const bytes = randomBytes(20_000);
+    const digest = new StreamDigest();
+    for (let i = 0; i < bytes.length; i++) digest.update(bytes.subarray(i, i + 1));
+    expect(await digest.digest()).toBe(createHash('sha256').update(bytes).digest('hex'));
+  });
 });
