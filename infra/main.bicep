@@ -59,6 +59,9 @@ param cloudEventsOrigins string = 'eventgrid.azure.net'
 @description('Write key release policies as immutable (CCPIPE_KEY_VAULT_IMMUTABLE_POLICY).')
 param keyVaultImmutablePolicy bool = false
 
+@description('Hash layers with the native addon when the deployed package has one (CCPIPE_VERITY_NATIVE).')
+param verityNative bool = true
+
 @description('URI of an existing, activated Managed HSM to hold application keys instead of the vault; empty: the vault.')
 param managedHsmUri string = ''
 
@@ -288,6 +291,7 @@ var appSettings = {
   CCPIPE_LOG_LEVEL: logLevel
   CCPIPE_KEY_VAULT_URL: empty(managedHsmUri) ? keyVault.outputs.uri : managedHsmUri
   CCPIPE_KEY_VAULT_IMMUTABLE_POLICY: string(keyVaultImmutablePolicy)
+  CCPIPE_VERITY_NATIVE: string(verityNative)
   CCPIPE_CLUSTER_NAME: clusterName
   CCPIPE_KUBE_SERVER_URL: deployAks ? aks!.outputs.serverUrl : kubeServerUrl
   CCPIPE_KUBE_CA_BASE64: deployAks ? aks!.outputs.caBase64 : kubeCaBase64
