@@ -495,7 +495,7 @@ export class Ext4Writer {
   close(): number {
     this.finishInode();
     const root = this.root();
-    this.writeDirectoryRecursive(root, root);
+    this.writeDirectoryTree(root, root);
     this.finishInode();
 
     const inodeTableOffset = this.block();
@@ -549,7 +549,7 @@ export class Ext4Writer {
   }
 
   /** Writes `dir`, then each subdirectory depth first (without recursion: trees may be deep). */
-  private writeDirectoryRecursive(dir: Inode, parent: Inode): void {
+  private writeDirectoryTree(dir: Inode, parent: Inode): void {
     const pending: [Inode, Inode][] = [[dir, parent]];
     for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
       const [node, above] = next;
