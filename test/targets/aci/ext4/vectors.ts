@@ -2,7 +2,9 @@
  * The golden vectors (vectors.json: the reference converter's roots of the tars of cases.ts)
  * and the odd chunking the golden tests feed them with.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { expect } from 'vitest';
 
 export interface Vector {
   tarSha256: string;
@@ -26,4 +28,22 @@ export function chunked(data: Buffer, seed: number): Buffer[] {
     size = ((size * 7 + 3) % 70_000) + 1;
   }
   return chunks;
+}
+
+/**
+ * Builds a case's tar and checks it is the very tar the vector was computed from; returns it
+ * with its vector and diff_id.
+ */
+export function pinnedCase(
+  name: string,
+  build: () => Buffer,
+): { tar: Buffer; vector: Vector; diffId: string } {
+  const vector = vectors[name] as Vector;
+  const tar = build();
+  const digest = createHash('sha256').update(tar).digest('hex');
+  expect({ sha: digest, size: tar.length }).toEqual({
+    sha: vector.tarSha256,
+    size: vector.tarSize,
+  });
+  return { tar, vector, diffId: `sha256:${digest}` };
 }
